@@ -1,0 +1,1 @@
+"""Transactions assembled from pgoutput messages."""

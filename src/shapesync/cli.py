@@ -1,0 +1,102 @@
+"""``shapesync serve``: run the sync service (with an embedded Postgres when no DATABASE_URL)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from shapesync.app import Service
+from shapesync.config import ConfigError, Settings
+
+log = logging.getLogger("shapesync")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, with live long-polls answered before it waits for open requests."""
+
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+        super().__init__(config)
+        self.service = service
+
+    async def shutdown(self, sockets=None) -> None:
+        self.service.api.begin_shutdown()
+        await super().shutdown(sockets)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shapesync", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP sync service")
+    serve.add_argument("--database-url", help="Postgres URL (env DATABASE_URL); omit for an embedded Postgres")
+    serve.add_argument("--database-id", help="id of the default database (env DATABASE_ID)")
+    serve.add_argument("--port", type=int, help="HTTP port (env PORT, default 3000)")
+    serve.add_argument("--host", help="listen address (default 0.0.0.0)")
+    serve.add_argument("--storage-dir", type=Path, help="data directory (env STORAGE_DIR, default ./persistent)")
+    serve.add_argument("--chunk-bytes", type=int, help="LOG_CHUNK_BYTES_THRESHOLD")
+    serve.add_argument("--allow-shape-deletion", action="store_true", default=None,
+                       help="enable DELETE /v1/shape (env ALLOW_SHAPE_DELETION)")
+    serve.add_argument("--log-level", help="debug, info, warning or error (env LOG_LEVEL)")
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    for attr, value in (
+        ("database_url", args.database_url), ("database_id", args.database_id),
+        ("port", args.port), ("host", args.host), ("storage_dir", args.storage_dir),
+        ("chunk_bytes_threshold", args.chunk_bytes),
+        ("allow_shape_deletion", args.allow_shape_deletion), ("log_level", args.log_level),
+    ):
+        if value is not None:
+            setattr(settings, attr, value)
+    settings.validate()
+    return settings
+
+
+async def serve(settings: Settings) -> None:
+    embedded = None
+    if not settings.database_url:
+        from shapesync.embedded_pg import EmbeddedPostgres
+
+        settings.storage_dir.mkdir(parents=True, exist_ok=True)
+        embedded = EmbeddedPostgres(settings.storage_dir.resolve() / "postgres")
+        await asyncio.to_thread(embedded.start)
+        settings.database_url = embedded.url
+        print(f"Embedded Postgres is running; connect with: psql {embedded.url}", flush=True)
+    service = Service(settings)
+    try:
+        await service.start()
+        config = uvicorn.Config(
+            service.app, host=settings.host, port=settings.port, lifespan="off",
+            log_level=settings.log_level, access_log=False, timeout_graceful_shutdown=5,
+            backlog=4096, server_header=False,
+        )
+        log.info("shapesync listening on http://%s:%d", settings.host, settings.port)
+        await _Server(config, service).serve()
+    finally:
+        await service.stop()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = settings_from(args)
+    except ConfigError as exc:
+        print(f"shapesync: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,87 @@
+"""Settings from flags and the reference's environment variables (spec section 12)."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _int(name: str, value: str, minimum: int = 0) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {number}")
+    return number
+
+
+@dataclass
+class Settings:
+    database_url: str | None = None
+    database_id: str | None = None
+    port: int = 3000
+    host: str = "0.0.0.0"
+    storage_dir: Path = field(default_factory=lambda: Path("./persistent"))
+    chunk_bytes_threshold: int = 10 * 1024 * 1024
+    cache_max_age: int = 60
+    cache_stale_age: int = 300
+    allow_shape_deletion: bool = False
+    replication_stream_id: str = "default"
+    long_poll_timeout: float = 20.0
+    log_level: str = "info"
+
+    @property
+    def publication_name(self) -> str:
+        return f"electric_publication_{self.replication_stream_id}"
+
+    @property
+    def slot_name(self) -> str:
+        return f"electric_slot_{self.replication_stream_id}"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        s = cls()
+        s.database_url = env.get("DATABASE_URL") or None
+        s.database_id = env.get("DATABASE_ID") or None
+        if s.database_id and not s.database_url:
+            raise ConfigError("DATABASE_ID is set but DATABASE_URL is not")
+        if "PORT" in env:
+            s.port = _int("PORT", env["PORT"], 1)
+        if env.get("LISTEN_ON_IPV6") and _bool(env["LISTEN_ON_IPV6"]):
+            s.host = "::"
+        if "STORAGE_DIR" in env:
+            s.storage_dir = Path(env["STORAGE_DIR"])
+        if "LOG_CHUNK_BYTES_THRESHOLD" in env:
+            s.chunk_bytes_threshold = _int("LOG_CHUNK_BYTES_THRESHOLD", env["LOG_CHUNK_BYTES_THRESHOLD"], 1)
+        if "CACHE_MAX_AGE" in env:
+            s.cache_max_age = _int("CACHE_MAX_AGE", env["CACHE_MAX_AGE"])
+        if "CACHE_STALE_AGE" in env:
+            s.cache_stale_age = _int("CACHE_STALE_AGE", env["CACHE_STALE_AGE"])
+        if _bool(env.get("ENABLE_INTEGRATION_TESTING", "")) or _bool(env.get("ALLOW_SHAPE_DELETION", "")):
+            s.allow_shape_deletion = True
+        if "REPLICATION_STREAM_ID" in env:
+            s.replication_stream_id = env["REPLICATION_STREAM_ID"]
+        if "LOG_LEVEL" in env:
+            s.log_level = env["LOG_LEVEL"].lower()
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", self.replication_stream_id):
+            raise ConfigError(
+                "REPLICATION_STREAM_ID must be a lower-case identifier of at most 41 characters"
+            )
+        if self.log_level not in ("debug", "info", "warning", "error", "critical"):
+            raise ConfigError(f"LOG_LEVEL must be debug, info, warning or error, not {self.log_level!r}")

@@ -1,0 +1,1 @@
+"""HTTP: protocol decisions (api), caching rules (cache), the ASGI shell (asgi)."""

@@ -1,0 +1,139 @@
+"""A thin ASGI application: routing, global headers, HEAD, and sending Responses.
+
+Hand-written rather than Starlette: the reference's router answers 404 (not 405) for
+unknown methods, adds CORS headers to every response including 404s, and treats HEAD as
+GET; with three routes a small dispatcher is clearer than overriding a framework's
+defaults, and it keeps per-request overhead low for many long-polls.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from urllib.parse import parse_qsl, unquote
+
+from shapesync import __version__
+from shapesync.http.api import ShapeApi
+from shapesync.http.messages import Request, Response, json_response
+
+log = logging.getLogger(__name__)
+
+SHAPE_METHODS = "GET, HEAD, DELETE, OPTIONS"
+ADMIN_METHODS = "GET, POST, DELETE, OPTIONS"
+OTHER_METHODS = "GET, HEAD"
+MAX_QUERY_BYTES = 64 * 1024
+
+
+def _parse_request(scope: dict) -> Request | Response:
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    raw_query: bytes = scope.get("query_string", b"")
+    if len(raw_query) > MAX_QUERY_BYTES:
+        return json_response(414, {"message": f"query string longer than {MAX_QUERY_BYTES} bytes"})
+    try:
+        path = raw_path.decode("ascii")
+        segments = [unquote(s, errors="strict") for s in path.split("?")[0].split("/")[1:]]
+        query: dict[str, list[str]] = {}
+        for key, value in parse_qsl(raw_query.decode("ascii"), keep_blank_values=True,
+                                    errors="strict"):
+            query.setdefault(key, []).append(value)
+    except UnicodeError:
+        return json_response(400, {"message": "the request URL is not valid UTF-8"})
+    headers: dict[str, list[str]] = {}
+    for name, value in scope.get("headers", []):
+        headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+    return Request(scope["method"], segments, query, headers)
+
+
+class App:
+    def __init__(self, api: ShapeApi) -> None:
+        self.api = api
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request = _parse_request(scope)
+        method = scope["method"]
+        if isinstance(request, Response):
+            await self._send(send, request, method, OTHER_METHODS, {})
+            return
+        try:
+            response, allowed = await self._route(request)
+        except Exception:
+            log.exception("unhandled error serving %s %s", method, scope.get("path"))
+            response, allowed = json_response(500, {"error": "internal server error"}), OTHER_METHODS
+        await self._send(send, response, method, allowed, request.headers)
+
+    async def _route(self, request: Request) -> tuple[Response, str]:
+        method = "GET" if request.method == "HEAD" else request.method
+        seg = request.path_segments
+        if seg == [""] or seg == []:
+            if method == "GET":
+                return Response(200), OTHER_METHODS
+        elif len(seg) == 3 and seg[:2] == ["v1", "shape"]:
+            if method == "GET":
+                return await self.api.get_shape(request, seg[2]), SHAPE_METHODS
+            if method == "DELETE":
+                return await self.api.delete_shape(request, seg[2]), SHAPE_METHODS
+            if method == "OPTIONS":
+                return _preflight(request), SHAPE_METHODS
+            return _not_found(), SHAPE_METHODS
+        elif seg == ["v1", "health"] and method == "GET":
+            return await self.api.health(request), OTHER_METHODS
+        elif seg[:2] == ["v1", "admin"]:
+            return _not_found(), ADMIN_METHODS
+        return _not_found(), OTHER_METHODS
+
+    async def _send(self, send, response: Response, method: str, allowed: str,
+                    request_headers: dict[str, list[str]]) -> None:
+        headers = dict(response.headers)
+        origins = request_headers.get("origin", [])
+        headers.setdefault("access-control-allow-origin", origins[0] if origins else "*")
+        headers.setdefault("access-control-expose-headers", "*")
+        headers.setdefault("access-control-allow-methods", allowed)
+        if response.status != 204 or method != "OPTIONS":
+            headers.setdefault("cache-control", "max-age=0, private, must-revalidate")
+        headers["server"] = f"shapesync/{__version__}"
+        headers["x-request-id"] = secrets.token_hex(8)
+        body = response.body
+        raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+        if isinstance(body, bytes):
+            if response.status not in (204, 304):
+                raw.append((b"content-length", str(len(body)).encode()))
+            await send({"type": "http.response.start", "status": response.status, "headers": raw})
+            await send({"type": "http.response.body",
+                        "body": b"" if method == "HEAD" else body})
+            return
+        await send({"type": "http.response.start", "status": response.status, "headers": raw})
+        try:
+            async for piece in body:
+                if method != "HEAD":
+                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+        finally:
+            await body.aclose()
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _lifespan(self, receive, send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _not_found() -> Response:
+    return Response(404, {"content-type": "text/plain"}, b"Not found")
+
+
+def _preflight(request: Request) -> Response:
+    headers = {"access-control-max-age": "86400", "connection": "keep-alive"}
+    wanted = [v for v in request.header_values("access-control-request-headers") if v.strip()]
+    if wanted:
+        # More permissive than the reference (which echoes only if-none-match), so that
+        # browser clients sending auth headers pass preflight.
+        headers["access-control-allow-headers"] = ", ".join(wanted)
+    return Response(204, headers)

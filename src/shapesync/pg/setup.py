@@ -1,0 +1,83 @@
+"""Idempotent server-side setup: publication, replication slot, table preparation."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_publication(conn: psycopg.AsyncConnection, publication: str) -> None:
+    cur = await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
+    if await cur.fetchone() is None:
+        await conn.execute(sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(publication)))
+        log.info("created publication %s", publication)
+
+
+async def ensure_slot(conn: psycopg.AsyncConnection, slot: str) -> bool:
+    """Create the logical slot if missing; return True when it had to be created."""
+    cur = await conn.execute(
+        "SELECT plugin, database, current_database() FROM pg_replication_slots WHERE slot_name = %s",
+        (slot,),
+    )
+    row = await cur.fetchone()
+    if row is not None:
+        if row[0] != "pgoutput":
+            raise RuntimeError(f"replication slot {slot} exists with plugin {row[0]}, not pgoutput")
+        if row[1] != row[2]:
+            raise RuntimeError(
+                f"replication slot {slot} belongs to database {row[1]}; set REPLICATION_STREAM_ID "
+                "to a name unique in this Postgres cluster"
+            )
+        return False
+    await conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+    log.info("created replication slot %s", slot)
+    return True
+
+
+async def prepare_table(
+    conn: psycopg.AsyncConnection, publication: str, schema: str, table: str
+) -> None:
+    """Add the table to the publication and give it REPLICA IDENTITY FULL, if needed.
+
+    Full identity makes pgoutput send whole old rows on UPDATE/DELETE, which shapes need
+    to evaluate where clauses on the old row and to compute changed columns.
+    """
+    ident = sql.Identifier(schema, table)
+    cur = await conn.execute(
+        "SELECT 1 FROM pg_publication_tables WHERE pubname = %s AND schemaname = %s "
+        "AND tablename = %s",
+        (publication, schema, table),
+    )
+    if await cur.fetchone() is None:
+        await conn.execute(
+            sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(publication), ident)
+        )
+        log.info("added %s.%s to publication %s", schema, table, publication)
+    cur = await conn.execute(
+        "SELECT relreplident FROM pg_class WHERE oid = %s::regclass",
+        (f'"{schema.replace(chr(34), chr(34) * 2)}"."{table.replace(chr(34), chr(34) * 2)}"',),
+    )
+    row = await cur.fetchone()
+    if row is not None and row[0] != "f":
+        await conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(ident))
+
+
+async def database_identity(conn: psycopg.AsyncConnection) -> str:
+    """``system_identifier:timeline`` - changes on a different cluster or after PITR."""
+    cur = await conn.execute(
+        "SELECT system_identifier::text, timeline_id FROM pg_control_system(), pg_control_checkpoint()"
+    )
+    row = await cur.fetchone()
+    return f"{row[0]}:{row[1]}"
+
+
+async def drop_slot_when_inactive(conn: psycopg.AsyncConnection, slot: str) -> None:
+    await conn.execute(
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+        "WHERE slot_name = %s AND NOT active",
+        (slot,),
+    )

@@ -1,0 +1,1 @@
+"""Shapes: definitions, the registry, and per-shape conversion of changes to log items."""

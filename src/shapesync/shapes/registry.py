@@ -1,0 +1,102 @@
+"""The shapes of one database: lookup by id, by definition and by table; persistence.
+
+Each shape lives in ``<root>/<shape_id>/``. On start, shapes whose snapshot completed are
+reloaded with their ids (their logs recover themselves); shapes whose snapshot did not
+complete are removed, since no client can have read them.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import orjson
+
+from shapesync.pg.inspector import TableInfo
+from shapesync.shapes.shape import Shape, ShapeDefinition
+from shapesync.shapes.visibility import SnapshotVisibility
+
+log = logging.getLogger(__name__)
+
+
+class ShapeRegistry:
+    def __init__(self, root: Path, chunk_threshold: int) -> None:
+        self.root = root
+        self.chunk_threshold = chunk_threshold
+        self.by_id: dict[str, Shape] = {}
+        self.by_key: dict[str, Shape] = {}
+        self.by_table: dict[int, set[Shape]] = {}
+        root.mkdir(parents=True, exist_ok=True)
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def restore(self) -> None:
+        for directory in sorted(p for p in self.root.iterdir() if p.is_dir()):
+            meta_path = directory / "shape.json"
+            try:
+                meta = orjson.loads(meta_path.read_bytes())
+                if not meta["snapshot_complete"]:
+                    raise ValueError("snapshot never completed")
+                schema, table, oid, where, columns = meta["definition"]
+                definition = ShapeDefinition(
+                    schema, table, oid, where, tuple(columns) if columns else None
+                )
+                shape = Shape(
+                    meta["id"], definition, TableInfo.from_json(meta["table"]), directory,
+                    self.chunk_threshold,
+                )
+                if meta["visibility"]:
+                    shape.set_visibility(SnapshotVisibility.from_json(meta["visibility"]))
+                shape.restore_complete()
+            except Exception as exc:  # noqa: BLE001 - any damage means the shape is unusable
+                log.warning("removing shape directory %s: %s", directory.name, exc)
+                shutil.rmtree(directory, ignore_errors=True)
+                continue
+            self._index(shape)
+            log.info("restored shape %s on %s.%s at %s", shape.id, schema, table, shape.log.last_offset)
+
+    def _index(self, shape: Shape) -> None:
+        self.by_id[shape.id] = shape
+        self.by_key[shape.definition.key] = shape
+        self.by_table.setdefault(shape.definition.table_oid, set()).add(shape)
+
+    def get(self, definition: ShapeDefinition) -> Shape | None:
+        return self.by_key.get(definition.key)
+
+    def create(self, definition: ShapeDefinition, table: TableInfo) -> Shape:
+        shape_id = definition.new_shape_id()
+        while shape_id in self.by_id:
+            shape_id = definition.new_shape_id()
+        shape = Shape(shape_id, definition, table, self.root / shape_id, self.chunk_threshold)
+        shape.save_meta()
+        self._index(shape)
+        return shape
+
+    def for_tables(self, table_oids: set[int]) -> list[Shape]:
+        found: list[Shape] = []
+        for oid in table_oids:
+            found.extend(self.by_table.get(oid, ()))
+        return found
+
+    def remove(self, shape: Shape, reason: str) -> None:
+        """Forget a shape, wake its waiters (they answer 409) and delete its files."""
+        if self.by_id.get(shape.id) is not shape:
+            return
+        del self.by_id[shape.id]
+        if self.by_key.get(shape.definition.key) is shape:
+            del self.by_key[shape.definition.key]
+        self.by_table.get(shape.definition.table_oid, set()).discard(shape)
+        log.info("removing shape %s: %s", shape.id, reason)
+        shape.invalidate(reason)
+        shape.log.close()
+        shutil.rmtree(shape.directory, ignore_errors=True)
+
+    def remove_all(self, reason: str) -> None:
+        for shape in list(self.by_id.values()):
+            self.remove(shape, reason)
+
+    def close(self) -> None:
+        for shape in self.by_id.values():
+            shape.log.close()

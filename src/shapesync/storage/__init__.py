@@ -1,0 +1,1 @@
+"""Shape logs on disk."""

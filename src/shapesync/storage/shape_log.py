@@ -1,0 +1,172 @@
+"""One shape's append-only change log: JSON items stored once, served by slicing.
+
+Layout in the shape's directory:
+
+- ``log.json``: the items, each preceded by a comma (``,{...},{...}``), so any range of
+  entries is one contiguous byte slice and a response body is ``[`` + slice[1:] + ``]``.
+- ``log.idx``: one fixed 32-byte record per item: tx offset, op offset, end position in
+  ``log.json``, CRC32 of the item, flags (chunk boundary after this item; last item of
+  its transaction).
+
+Appends are buffered per transaction and made durable by ``flush()`` (write + fsync of
+both files); only flushed entries are visible to readers. Recovery keeps the longest
+prefix of index records that end on a transaction boundary and whose bytes check out,
+and truncates both files to it, so a crash mid-write never exposes half a transaction;
+replication then replays the rest from the slot.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import struct
+import zlib
+from array import array
+from pathlib import Path
+
+from shapesync.offsets import FIRST, LogOffset
+
+_RECORD = struct.Struct("<QQQII")
+BOUNDARY = 1
+TXN_END = 2
+
+
+class ShapeLog:
+    def __init__(self, directory: Path, chunk_threshold: int) -> None:
+        self.directory = directory
+        self.chunk_threshold = chunk_threshold
+        self._keys: list[int] = []
+        self._ends = array("Q")
+        self._boundaries: list[int] = []
+        self._visible = 0  # entries readers may see (durable)
+        self._chunk_bytes = 0
+        self._pending_data = bytearray()
+        self._pending_idx = bytearray()
+        directory.mkdir(parents=True, exist_ok=True)
+        self._recover()
+        self._data_fd = os.open(directory / "log.json", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._idx_fd = os.open(directory / "log.idx", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._read_fd = os.open(directory / "log.json", os.O_RDONLY)
+
+    # -- recovery -------------------------------------------------------------------
+    def _recover(self) -> None:
+        data_path, idx_path = self.directory / "log.json", self.directory / "log.idx"
+        if not idx_path.exists():
+            data_path.write_bytes(b"")
+            idx_path.write_bytes(b"")
+            return
+        raw_idx = idx_path.read_bytes()
+        data = data_path.read_bytes() if data_path.exists() else b""
+        keep_records, keep_end, start = 0, 0, 0
+        keys: list[int] = []
+        ends = array("Q")
+        boundaries: list[int] = []
+        for i in range(len(raw_idx) // _RECORD.size):
+            tx, op, end, crc, flags = _RECORD.unpack_from(raw_idx, i * _RECORD.size)
+            if end > len(data) or end <= start or zlib.crc32(data[start:end]) != crc:
+                break
+            key = LogOffset(tx, op).key
+            keys.append(key)
+            ends.append(end)
+            if flags & BOUNDARY:
+                boundaries.append(key)
+            start = end
+            if flags & TXN_END:
+                keep_records, keep_end = i + 1, end
+        del keys[keep_records:]
+        del ends[keep_records:]
+        last_key = keys[-1] if keys else -1
+        self._boundaries = [b for b in boundaries if b <= last_key]
+        self._keys, self._ends, self._visible = keys, ends, keep_records
+        if keep_records * _RECORD.size != len(raw_idx) or keep_end != len(data):
+            with open(idx_path, "r+b") as f:
+                f.truncate(keep_records * _RECORD.size)
+                os.fsync(f.fileno())
+            with open(data_path, "r+b") as f:
+                f.truncate(keep_end)
+                os.fsync(f.fileno())
+
+    # -- writing --------------------------------------------------------------------
+    @property
+    def last_offset(self) -> LogOffset:
+        """The newest durable offset (``0_0`` for an empty log)."""
+        return LogOffset.from_key(self._keys[self._visible - 1]) if self._visible else FIRST
+
+    @property
+    def last_appended_key(self) -> int:
+        return self._keys[-1] if self._keys else FIRST.key
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending_idx)
+
+    def append_transaction(self, tx: int, items: list[tuple[int, bytes]]) -> None:
+        """Buffer one transaction's items (op, JSON) in offset order; call flush() next."""
+        end = self._ends[-1] if self._ends else 0
+        last = len(items) - 1
+        for i, (op, body) in enumerate(items):
+            chunk = b"," + body
+            end += len(chunk)
+            key = (tx << 32) | op
+            flags = TXN_END if i == last else 0
+            self._chunk_bytes += len(body)
+            if self._chunk_bytes >= self.chunk_threshold:
+                flags |= BOUNDARY
+                self._boundaries.append(key)
+                self._chunk_bytes = 0
+            self._pending_data += chunk
+            self._pending_idx += _RECORD.pack(tx, op, end, zlib.crc32(chunk), flags)
+            self._keys.append(key)
+            self._ends.append(end)
+
+    def write_pending(self) -> None:
+        """Hand buffered bytes to the OS (cheap; durability comes from sync())."""
+        if self._pending_data:
+            os.write(self._data_fd, self._pending_data)
+            os.write(self._idx_fd, self._pending_idx)
+            self._pending_data.clear()
+            self._pending_idx.clear()
+
+    def sync(self) -> None:
+        """fsync both files. Safe to run in a worker thread after write_pending()."""
+        os.fsync(self._data_fd)
+        os.fsync(self._idx_fd)
+
+    def publish(self) -> None:
+        """Make every written and synced entry visible to readers."""
+        self._visible = len(self._keys)
+
+    # -- reading --------------------------------------------------------------------
+    def chunk_end(self, after: LogOffset) -> LogOffset:
+        """First chunk boundary strictly after ``after``, else the last durable offset."""
+        last = self.last_offset
+        i = bisect.bisect_right(self._boundaries, after.key)
+        if i < len(self._boundaries) and self._boundaries[i] <= last.key:
+            return LogOffset.from_key(self._boundaries[i])
+        return last
+
+    def read(self, after: LogOffset, upto: LogOffset) -> bytes:
+        """Items with ``after < offset <= upto`` as ``,{...},{...}`` (empty if none)."""
+        lo = bisect.bisect_right(self._keys, after.key, 0, self._visible)
+        hi = bisect.bisect_right(self._keys, upto.key, 0, self._visible)
+        if hi <= lo:
+            return b""
+        start = self._ends[lo - 1] if lo else 0
+        return os.pread(self._read_fd, self._ends[hi - 1] - start, start)
+
+    def contains(self, offset: LogOffset) -> bool:
+        """Whether ``offset`` is a point a client can legitimately resume from."""
+        if offset == FIRST or offset == self.last_offset:
+            return True
+        i = bisect.bisect_left(self._keys, offset.key, 0, self._visible)
+        return i < self._visible and self._keys[i] == offset.key
+
+    closed = False
+
+    def close(self) -> None:
+        self.closed = True
+        for fd in (self._data_fd, self._idx_fd, self._read_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,232 @@
+"""One database's pipeline: catalog access, shape creation, and the replication sink.
+
+Replication transactions are applied to every shape of the touched tables in commit
+order (buffered), made durable as a group by ``flush()`` and only then published to
+readers and acknowledged to Postgres (see ``pg.replication``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import orjson
+import psycopg
+
+from shapesync.changes.model import Relation, Transaction, Truncate
+from shapesync.config import Settings
+from shapesync.pg import setup
+from shapesync.pg.inspector import TableInfo, load_table
+from shapesync.pg.replication import ReplicationClient
+from shapesync.pg.session import redact, session_conninfo
+from shapesync.pg.snapshot import take_snapshot
+from shapesync.shapes.registry import ShapeRegistry
+from shapesync.shapes.shape import Shape, ShapeDefinition
+
+log = logging.getLogger(__name__)
+
+
+class NotReady(RuntimeError):
+    """The database is not connected yet (answered with 503)."""
+
+
+class Tenant:
+    def __init__(self, database_id: str, dsn: str, settings: Settings) -> None:
+        self.id = database_id
+        self.dsn = dsn
+        self.settings = settings
+        self.conninfo = session_conninfo(dsn)
+        self.state_path = settings.storage_dir / "state" / f"{database_id}.json"
+        self.registry = ShapeRegistry(settings.storage_dir / "shapes" / database_id,
+                                      settings.chunk_bytes_threshold)
+        self.status = "starting"
+        self.replication = ReplicationClient(
+            dsn, settings.slot_name, settings.publication_name, self,
+            on_streaming=self._on_streaming, before_start=self._prepare,
+        )
+        self._catalog: psycopg.AsyncConnection | None = None
+        self._catalog_lock = asyncio.Lock()
+        self._create_lock = asyncio.Lock()
+        self._tables: dict[str, TableInfo] = {}
+        self._dirty: set[Shape] = set()
+        self._prepared = asyncio.Event()
+        self._tasks: set[asyncio.Task] = set()
+        self._task: asyncio.Task | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.registry.restore()
+        log.info("database %s: %s, %d shapes restored", self.id, redact(self.dsn), len(self.registry))
+        self._task = asyncio.create_task(self.replication.run(), name=f"replication-{self.id}")
+
+    async def stop(self) -> None:
+        self.status = "stopping"
+        for shape in list(self.registry.by_id.values()):
+            shape.notify()  # live waiters answer now instead of holding shutdown
+        await self.replication.stop()
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._dirty:
+            await self.flush()
+        self.registry.close()
+        if self._catalog is not None:
+            await self._catalog.close()
+
+    def _on_streaming(self, up: bool) -> None:
+        if self.status != "stopping":
+            self.status = "active" if up else "starting"
+
+    async def _prepare(self) -> None:
+        """Before each (re)connection: publication, slot, database identity."""
+        async with self._catalog_lock:
+            conn = await self._catalog_conn()
+            await setup.ensure_publication(conn, self.settings.publication_name)
+            created = await setup.ensure_slot(conn, self.settings.slot_name)
+            identity = await setup.database_identity(conn)
+        previous = self._load_state().get("identity")
+        if previous is not None and previous != identity and len(self.registry):
+            log.warning("database identity changed (%s -> %s): dropping all shapes", previous, identity)
+            self.registry.remove_all("the database was replaced or restored")
+        elif created and len(self.registry):
+            log.warning("replication slot was missing and had to be created: dropping all shapes")
+            self.registry.remove_all("the replication slot was lost")
+        self._save_state({"identity": identity})
+        self._prepared.set()
+
+    def _load_state(self) -> dict:
+        try:
+            return orjson.loads(self.state_path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return {}
+
+    def _save_state(self, state: dict) -> None:
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(state))
+        tmp.replace(self.state_path)
+
+    async def _catalog_conn(self) -> psycopg.AsyncConnection:
+        if self._catalog is None or self._catalog.closed or self._catalog.broken:
+            self._catalog = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        return self._catalog
+
+    # -- tables and shapes --------------------------------------------------------------
+    async def table(self, root_table: str, fresh: bool = False) -> TableInfo:
+        """Table metadata, cached until a Relation message says the table changed."""
+        if not fresh and (cached := self._tables.get(root_table)) is not None:
+            return cached
+        if not self._prepared.is_set():
+            raise NotReady("database is not connected yet")
+        async with self._catalog_lock:
+            try:
+                info = await load_table(await self._catalog_conn(), root_table)
+            except psycopg.OperationalError as exc:
+                raise NotReady(str(exc)) from exc
+        self._tables[root_table] = info
+        return info
+
+    async def get_or_create(self, definition: ShapeDefinition, table: TableInfo) -> Shape:
+        async with self._create_lock:
+            shape = self.registry.get(definition)
+            if shape is not None:
+                return shape
+            async with self._catalog_lock:
+                await setup.prepare_table(
+                    await self._catalog_conn(), self.settings.publication_name,
+                    table.schema, table.name,
+                )
+            shape = self.registry.create(definition, table)
+            log.info("created shape %s on %s.%s", shape.id, table.schema, table.name)
+            task = asyncio.create_task(self._snapshot(shape), name=f"snapshot-{shape.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return shape
+
+    async def _snapshot(self, shape: Shape) -> None:
+        try:
+            rows = await take_snapshot(
+                self.conninfo, shape.table, shape.definition.columns, shape.snapshot_path,
+                shape.set_visibility,
+            )
+            if shape.gone_reason:
+                return
+            await asyncio.to_thread(shape.save_meta_complete)
+            shape.mark_snapshot_complete()
+            log.info("shape %s: snapshot of %d rows complete", shape.id, rows)
+        except asyncio.CancelledError:
+            shape.mark_failed("server shutting down")
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported to the waiting requests
+            log.error("shape %s: snapshot failed: %s", shape.id, exc)
+            shape.mark_failed(str(exc))
+            self.registry.remove(shape, "snapshot failed")
+
+    def delete_shape(self, shape: Shape, reason: str) -> None:
+        self._dirty.discard(shape)
+        self.registry.remove(shape, reason)
+
+    # -- replication sink ------------------------------------------------------------
+    async def apply(self, txn: Transaction) -> None:
+        for shape in self.registry.for_tables(txn.relations_touched):
+            if shape.gone_reason or not await shape.wait_visibility():
+                continue
+            if shape.visibility.already_seen(txn.xid, txn.commit_lsn):
+                continue
+            if txn.commit_lsn <= shape.log.last_appended_key >> 32:
+                continue  # replayed after a restart: already in this shape's log
+            oid = shape.definition.table_oid
+            items: list[tuple[int, bytes]] = []
+            for change in txn.changes:
+                if isinstance(change, Truncate):
+                    if any(r.relation_id == oid for r in change.relations):
+                        break
+                    continue
+                if change.relation.relation_id == oid:
+                    items.extend(shape.encoder.encode(change, txn.commit_lsn, txn.xid))
+            else:
+                if items:
+                    shape.log.append_transaction(txn.commit_lsn, items)
+                    self._dirty.add(shape)
+                continue
+            self.delete_shape(shape, "the table was truncated")
+
+    def relation(self, relation: Relation) -> None:
+        """A Relation message: drop cached metadata, invalidate shapes whose table changed."""
+        self._tables = {
+            k: v for k, v in self._tables.items()
+            if v.oid != relation.relation_id and (v.schema, v.name) != (relation.schema, relation.name)
+        }
+        for shape in list(self.registry.by_id.values()):
+            t = shape.table
+            same_oid = t.oid == relation.relation_id
+            same_name = (t.schema, t.name) == (relation.schema, relation.name)
+            if not (same_oid or same_name):
+                continue
+            columns = tuple(c.name for c in t.columns)
+            types = tuple(c.type_oid for c in t.columns)
+            if not (same_oid and same_name and columns == relation.columns and types == relation.type_oids):
+                self.delete_shape(shape, "the table's schema changed")
+
+    async def flush(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for shape in dirty:
+            shape.log.write_pending()
+
+        def sync_all() -> list[Shape]:
+            synced = []
+            for shape in dirty:
+                try:
+                    shape.log.sync()
+                    synced.append(shape)
+                except OSError:
+                    if not shape.gone_reason:
+                        raise
+            return synced
+
+        for shape in await asyncio.to_thread(sync_all):
+            shape.log.publish()
+            shape.notify()
