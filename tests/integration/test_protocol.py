@@ -1,0 +1,161 @@
+"""HTTP protocol rules: validation bodies, 409s, caching headers, chunking, routing."""
+
+from __future__ import annotations
+
+import httpx
+import orjson
+import pytest
+
+from tests.helpers import ShapeFollower, table_rows
+
+
+@pytest.fixture
+def items(server, db):
+    db.execute("CREATE TABLE items (id int PRIMARY KEY, title text)")
+    db.execute("INSERT INTO items VALUES (1, 'a')")
+    return server
+
+
+def get(server, path="/v1/shape/items", **params):
+    return httpx.get(server.url + path, params=params, timeout=30)
+
+
+@pytest.mark.parametrize("path,params,status,body", [
+    ("/v1/shape/.invalid_shape", {"offset": "invalid"}, 400,
+     {"offset": ["has invalid format"], "root_table": ["Invalid zero-length delimited identifier"]}),
+    ("/v1/shape/nonexistent", {"offset": "-1"}, 400,
+     {"root_table": ['Table "nonexistent" does not exist. If the table name contains capitals '
+                     "or special characters you must quote it."]}),
+    ("/v1/shape/items", {}, 400, {"offset": ["can't be blank"]}),
+    ("/v1/shape/items", {"offset": " "}, 400, {"offset": ["can't be blank"]}),
+    ("/v1/shape/items", {"offset": "-5_0"}, 400, {"offset": ["has invalid format"]}),
+    ("/v1/shape/items", {"offset": "0_0"}, 400, {"shape_id": ["can't be blank when offset != -1"]}),
+    ("/v1/shape/items", {"offset": "-1", "live": "true"}, 400, {"live": ["can't be true when offset == -1"]}),
+    ("/v1/shape/items", {"offset": "-1", "live": ""}, 400, {"live": ["can't be true when offset == -1"]}),
+    ("/v1/shape/a.b.c", {"offset": "-1"}, 400,
+     {"root_table": ["Invalid relation identifier, too many delimiters: a.b.c"]}),
+    ("/v1/shape/nope.items", {"offset": "-1"}, 400,
+     {"root_table": ['ERROR 3F000 (invalid_schema_name) schema "nope" does not exist']}),
+    ("/v1/shape/items", {"offset": "-1", "where": "id = 1"}, 400,
+     {"where": ["where clauses are not supported yet"]}),
+    ("/v1/shape/items", {"offset": "-1", "columns": "id"}, 400,
+     {"columns": ["column selection is not supported yet"]}),
+    ("/v1/shape/items", {"offset": "-1", "database_id": "other"}, 404, "Database not found"),
+])
+def test_validation(items, path, params, status, body):
+    r = get(items, path, **params)
+    assert r.status_code == status
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.json() == body
+    assert r.headers["cache-control"] == "max-age=0, private, must-revalidate"
+
+
+def test_views_are_not_tables(items, db):
+    db.execute("CREATE VIEW v AS SELECT * FROM items")
+    r = get(items, "/v1/shape/v", offset="-1")
+    assert r.status_code == 400 and r.json() == {"root_table": ["table not found"]}
+
+
+def test_unknown_shape_id_gets_409_with_current_id(items):
+    r = get(items, offset="-1")
+    sid = r.headers["electric-shape-id"]
+    r = get(items, offset="0_0", shape_id="123-456")
+    assert r.status_code == 409
+    assert r.json() == [{"headers": {"control": "must-refetch"}}]
+    assert r.headers["electric-shape-id"] == sid
+    assert "etag" not in r.headers and "electric-schema" not in r.headers
+
+
+def test_offset_beyond_log_gets_409(items):
+    sid = get(items, offset="-1").headers["electric-shape-id"]
+    r = get(items, offset="99999999999_0", shape_id=sid)
+    assert r.status_code == 409
+
+
+def test_deleted_shape_gets_409_and_new_id(items, db):
+    follower = ShapeFollower(items.url, "items")
+    follower.sync()
+    old = follower.shape_id
+    r = httpx.delete(f"{items.url}/v1/shape/items", params={"shape_id": old})
+    assert r.status_code == 202
+    r = follower.request()
+    assert r.status_code == 409 and follower.shape_id != old
+    assert follower.sync() == table_rows(db, "items")
+
+
+def test_live_waiter_woken_by_deletion(items):
+    follower = ShapeFollower(items.url, "items")
+    follower.sync()
+    import threading
+
+    threading.Timer(0.5, lambda: httpx.delete(
+        f"{items.url}/v1/shape/items", params={"shape_id": follower.shape_id})).start()
+    r = follower.client.get("/v1/shape/items", params={
+        "offset": follower.offset, "shape_id": follower.shape_id, "live": "true"}, timeout=10)
+    assert r.status_code == 409
+
+
+def test_etag_and_304(items):
+    r = get(items, offset="-1")
+    etag = r.headers["etag"]
+    r2 = httpx.get(f"{items.url}/v1/shape/items", params={"offset": "-1"},
+                   headers={"if-none-match": f'"{etag}"'})
+    assert r2.status_code == 304 and r2.content == b""
+    assert r2.headers["electric-shape-id"] == r.headers["electric-shape-id"]
+    assert "etag" not in r2.headers
+    assert r2.headers["cache-control"] == "max-age=0, private, must-revalidate"
+
+
+def test_head_matches_get(items):
+    get(items, offset="-1")
+    g = get(items, offset="-1")
+    h = httpx.head(f"{items.url}/v1/shape/items", params={"offset": "-1"})
+    assert h.status_code == 200 and h.content == b""
+    drop = {"x-request-id", "date", "content-length", "transfer-encoding"}
+    assert {k: v for k, v in g.headers.items() if k not in drop} == {
+        k: v for k, v in h.headers.items() if k not in drop}
+
+
+def test_options_and_not_found(items):
+    r = httpx.options(f"{items.url}/v1/shape/items",
+                      headers={"access-control-request-headers": "if-none-match"})
+    assert r.status_code == 204
+    assert r.headers["access-control-allow-methods"] == "GET, HEAD, DELETE, OPTIONS"
+    assert r.headers["access-control-max-age"] == "86400"
+    assert r.headers["access-control-allow-headers"] == "if-none-match"
+    assert "cache-control" not in r.headers
+    r = httpx.post(f"{items.url}/v1/shape/items")
+    assert r.status_code == 404 and r.text == "Not found"
+    assert r.headers["access-control-allow-origin"] == "*"
+    r = httpx.get(f"{items.url}/nope", headers={"origin": "https://app.example"})
+    assert r.status_code == 404
+    assert r.headers["access-control-allow-origin"] == "https://app.example"
+    assert r.headers["access-control-allow-methods"] == "GET, HEAD"
+
+
+def test_health(items):
+    r = httpx.get(f"{items.url}/v1/health")
+    assert r.status_code == 200 and r.json() == {"status": "active"}
+    assert r.headers["cache-control"] == "no-cache, no-store, must-revalidate"
+
+
+def test_chunks_by_size(server_factory, db):
+    server = server_factory({"LOG_CHUNK_BYTES_THRESHOLD": "2000"}).start()
+    db.execute("CREATE TABLE big (id int PRIMARY KEY, pad text)")
+    follower = ShapeFollower(server.url, "big")
+    follower.sync()
+    db.execute("INSERT INTO big SELECT g, repeat('x', 300) FROM generate_series(1, 40) g")
+    expected = table_rows(db, "big", "id")
+    follower.wait_for(lambda rows: rows == expected)
+    # a fresh reader pages through stable chunk URLs, each ending at a boundary
+    fresh = ShapeFollower(server.url, "big")
+    pages = 0
+    while not fresh.up_to_date:
+        r = fresh.request()
+        pages += 1
+        assert len(r.content) < 2000 + 800
+    assert pages > 5 and fresh.rows == expected
+    # every chunk response but the last lacks up-to-date and has an etag
+    first = httpx.get(f"{server.url}/v1/shape/big", params={"offset": "-1"})
+    assert "electric-chunk-up-to-date" not in first.headers
+    assert orjson.loads(first.content)[0]["offset"] != "0_0"  # log items only (empty snapshot)
