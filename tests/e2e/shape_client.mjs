@@ -1,0 +1,69 @@
+// Follows one shape with the official TypeScript client and reports what it sees.
+//
+//   node shape_client.mjs <base-url> <table>
+//
+// stdout: one JSON line per Shape update: {"<row key>": <row value>, ...}, values as the client
+//         parsed them (int8 -> BigInt, printed as a string).
+// stderr: one JSON line per HTTP request the client sends ({"event": "request", ...}), per
+//         response it receives ({"event": "response", ...}) and per error ({"event": "error", ...}).
+// Runs until stdin closes or it gets SIGTERM/SIGINT.
+import { Shape, ShapeStream } from '@electric-sql/client'
+
+const [base, table] = process.argv.slice(2)
+if (!base || !table) {
+  process.stderr.write(`usage: node shape_client.mjs <base-url> <table>\n`)
+  process.exit(2)
+}
+
+const toJson = (value) =>
+  JSON.stringify(value, (_key, v) => (typeof v === `bigint` ? v.toString() : v))
+
+const report = (event) => process.stderr.write(toJson(event) + `\n`)
+
+const reportError = (err) =>
+  report({
+    event: `error`,
+    name: err?.name,
+    status: err?.status,
+    message: String(err?.message ?? err),
+    body: err?.json ?? err?.text,
+    stack: err?.stack,
+  })
+
+// Log every exchange so a failing test can show what the client sent and what it got back.
+const loggingFetch = async (...args) => {
+  const url = args[0].toString()
+  report({ event: `request`, url })
+  let response
+  try {
+    response = await fetch(...args)
+  } catch (err) {
+    if (err?.name !== `AbortError`) report({ event: `fetch-failed`, url, message: String(err) })
+    throw err
+  }
+  report({
+    event: `response`,
+    url,
+    status: response.status,
+    headers: Object.fromEntries(response.headers.entries()),
+  })
+  return response
+}
+
+const stream = new ShapeStream({ url: `${base}/v1/shape/${table}`, fetchClient: loggingFetch })
+const shape = new Shape(stream)
+
+shape.subscribe((rows) => {
+  process.stdout.write(toJson(Object.fromEntries(rows)) + `\n`)
+})
+stream.subscribe(() => {}, reportError)
+
+process.on(`unhandledRejection`, reportError)
+process.on(`uncaughtException`, reportError)
+
+const stop = () => process.exit(0)
+process.on(`SIGTERM`, stop)
+process.on(`SIGINT`, stop)
+process.stdin.on(`end`, stop)
+process.stdin.on(`close`, stop)
+process.stdin.resume()
