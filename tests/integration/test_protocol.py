@@ -90,9 +90,11 @@ def test_live_waiter_woken_by_deletion(items):
 
     threading.Timer(0.5, lambda: httpx.delete(
         f"{items.url}/v1/shape/items", params={"shape_id": follower.shape_id})).start()
+    old_id = follower.shape_id
     r = follower.client.get("/v1/shape/items", params={
-        "offset": follower.offset, "shape_id": follower.shape_id, "live": "true"}, timeout=10)
+        "offset": follower.offset, "shape_id": old_id, "live": "true"}, timeout=10)
     assert r.status_code == 409
+    assert r.headers["electric-shape-id"] != old_id  # the successor, not the deleted shape
 
 
 def test_etag_and_304(items):

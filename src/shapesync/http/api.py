@@ -134,7 +134,11 @@ class ShapeApi:
             except Exception:  # noqa: BLE001 - snapshot failure
                 return json_response(500, {"error": "Failed creating or fetching the snapshot"})
         if live:
-            return await self._live(request, shape, offset)
+            response = await self._live(request, shape, offset)
+            if response is None:  # the shape went away while we waited: point at its successor
+                successor = await tenant.get_or_create(definition, table)
+                return self._must_refetch(successor, request)
+            return response
         return self._catch_up(request, shape, offset)
 
     async def _resolve(self, tenant: Tenant, definition: ShapeDefinition, table, shape_id: str | None):
@@ -180,7 +184,7 @@ class ShapeApi:
             return Response(200, headers, _snapshot_body(shape, tail))
         return Response(200, headers, b"[" + tail[1:] + b"]")
 
-    async def _live(self, request: Request, shape: Shape, offset: LogOffset) -> Response:
+    async def _live(self, request: Request, shape: Shape, offset: LogOffset) -> Response | None:
         deadline = time.monotonic() + self.long_poll_timeout
         changed = shape.change_event()  # registered before reading: no lost wake-up
         chunk_end = shape.log.chunk_end(offset)
@@ -194,7 +198,7 @@ class ShapeApi:
             except TimeoutError:
                 continue
             if shape.gone_reason or shape.log.closed:
-                return self._must_refetch(shape, request)
+                return None
             changed = shape.change_event()
             chunk_end = shape.log.last_offset
             data = shape.log.read(offset, chunk_end)
