@@ -4,11 +4,20 @@ The first statement fixes the transaction's snapshot and reports its visibility 
 xmax, in-progress xids) with the WAL insert position, which the shape uses to skip
 streamed transactions the snapshot already contains. Rows are built as final JSON text by
 Postgres (see ``snapshot_item_sql``) and streamed with COPY, so Python only moves bytes.
+
+The COPY runs on a blocking connection in a thread of its own: COPY hands over one
+message per row, and psycopg's per-row cost on an async connection (about 1.5 us) made
+Python, not Postgres, the bottleneck of large snapshots; on a blocking connection it is
+about a third of that. The file writes and the fsync also stay off the event loop. A
+dedicated thread (not the default executor) keeps long snapshots from queueing behind
+each other or delaying the log's fsyncs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,6 +30,26 @@ from shapesync.shapes.visibility import SnapshotVisibility
 _FLUSH_BYTES = 1 << 20
 
 
+class _Job:
+    """State shared by the snapshot thread and the task awaiting it (for cancellation)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.conn: psycopg.Connection | None = None
+        self.cancelled = False
+
+    def attach(self, conn: psycopg.Connection) -> None:
+        with self.lock:
+            if self.cancelled:
+                raise psycopg.errors.QueryCanceled("snapshot cancelled")
+            self.conn = conn
+
+    def cancel(self) -> psycopg.Connection | None:
+        with self.lock:
+            self.cancelled = True
+            return self.conn
+
+
 async def take_snapshot(
     conninfo: str,
     table: TableInfo,
@@ -28,26 +57,82 @@ async def take_snapshot(
     path: Path,
     on_visibility: Callable[[SnapshotVisibility], None],
 ) -> int:
-    """Write the snapshot to ``path`` as ``,{...},{...}``; return the row count."""
+    """Write the snapshot to ``path`` as ``,{...},{...}``; return the row count.
+
+    ``on_visibility`` is called on the event loop, before any row is read.
+    """
     query = f"COPY (SELECT {snapshot_item_sql(table, columns)} FROM {table.qualified}) TO STDOUT"
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[int] = loop.create_future()
+    job = _Job()
+
+    def deliver(visibility: SnapshotVisibility) -> None:
+        if not done.done():  # not after a cancellation (the shape is failed by then)
+            on_visibility(visibility)
+
+    def settle(result: int | None, exc: BaseException | None) -> None:
+        if done.done():  # the awaiting task was cancelled
+            return
+        if exc is not None:
+            done.set_exception(exc)
+        else:
+            done.set_result(result)
+
+    def run() -> None:
+        result, error = None, None
+        try:
+            result = _copy_to_file(
+                conninfo, query, path, job,
+                lambda visibility: loop.call_soon_threadsafe(deliver, visibility),
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
+            error = exc
+        try:
+            loop.call_soon_threadsafe(settle, result, error)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    threading.Thread(target=run, name=f"snapshot-{path.parent.name}", daemon=True).start()
+    try:
+        return await done
+    except asyncio.CancelledError:
+        conn = job.cancel()
+        if conn is not None:
+            try:
+                await asyncio.to_thread(conn.cancel_safe)
+            except Exception:  # noqa: BLE001 - best effort: the thread stops at its next flush
+                pass
+        raise
+
+
+def _copy_to_file(
+    conninfo: str,
+    query: str,
+    path: Path,
+    job: _Job,
+    on_visibility: Callable[[SnapshotVisibility], None],
+) -> int:
     rows = 0
-    async with await psycopg.AsyncConnection.connect(conninfo) as conn:
-        await conn.set_isolation_level(psycopg.IsolationLevel.REPEATABLE_READ)
-        await conn.set_read_only(True)
-        async with conn.transaction():
-            cur = await conn.execute(
+    with psycopg.connect(conninfo) as conn:
+        job.attach(conn)
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        with conn.transaction():
+            cur = conn.execute(
                 "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text"
             )
-            snap, lsn = await cur.fetchone()
+            snap, lsn = cur.fetchone()
             on_visibility(SnapshotVisibility.parse(snap, lsn))
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 pending = bytearray()
-                async with cur.copy(query) as copy:
-                    async for data in copy:
+                with cur.copy(query) as copy:
+                    for data in copy:
                         pending += data
                         rows += 1
                         if len(pending) >= _FLUSH_BYTES:
+                            if job.cancelled:
+                                raise psycopg.errors.QueryCanceled("snapshot cancelled")
                             os.write(fd, _to_fragment(pending))
                             pending.clear()
                 if pending:
