@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -26,6 +27,18 @@ class _Server(uvicorn.Server):
     async def shutdown(self, sockets=None) -> None:
         self.service.api.begin_shutdown()
         await super().shutdown(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        """uvicorn re-raises the SIGTERM/SIGINT that stopped it once serving ends; with the
+        default handler back in place that kills the process (exit -15) before
+        ``service.stop()`` flushes shape logs and closes the replication connection. The
+        signal has been handled by the graceful shutdown: forget it so we exit normally."""
+        with super().capture_signals():
+            yield
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
 
 
 def _parser() -> argparse.ArgumentParser:

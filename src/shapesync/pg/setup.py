@@ -45,6 +45,14 @@ async def prepare_table(
 
     Full identity makes pgoutput send whole old rows on UPDATE/DELETE, which shapes need
     to evaluate where clauses on the old row and to compute changed columns.
+
+    When the table joins the publication, a transaction that wrote to it before that (in
+    WAL order) and commits later has those changes decoded as unpublished, so the stream
+    never carries them; a snapshot taken while it is still open does not contain them
+    either. So before returning (and before the caller takes its snapshot) wait for every
+    such writer to finish: they then are visible to the snapshot. ALTER TABLE ... REPLICA
+    IDENTITY waits for them by itself (ACCESS EXCLUSIVE); otherwise a SHARE lock, which
+    conflicts with the writers' ROW EXCLUSIVE, does, and is released at once.
     """
     ident = sql.Identifier(schema, table)
     cur = await conn.execute(
@@ -52,7 +60,8 @@ async def prepare_table(
         "AND tablename = %s",
         (publication, schema, table),
     )
-    if await cur.fetchone() is None:
+    added = await cur.fetchone() is None
+    if added:
         await conn.execute(
             sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(publication), ident)
         )
@@ -64,6 +73,9 @@ async def prepare_table(
     row = await cur.fetchone()
     if row is not None and row[0] != "f":
         await conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(ident))
+    elif added:
+        async with conn.transaction():
+            await conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(ident))
 
 
 async def database_identity(conn: psycopg.AsyncConnection) -> str:
