@@ -1,0 +1,70 @@
+"""Where-clause compiler: a Postgres boolean expression over one table's columns.
+
+``compile_where(text, table)`` parses the clause with Postgres' own grammar (pglast),
+type-checks it with Postgres' resolution rules, and returns a :class:`CompiledWhere` with
+
+- ``sql``: the clause re-rendered from the parse tree (safe to splice after ``WHERE``);
+- ``matches(row)``: evaluation on a row of Postgres output text, with Postgres semantics;
+- ``columns``: the columns the clause references.
+
+Modules: ``parse`` (parse tree -> typed tree), ``values`` (text <-> values per type),
+``ops`` (comparison, arithmetic, casts), ``functions``, ``evaluate`` (closures),
+``render`` (SQL).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..pg.inspector import TableInfo
+from .errors import EvalError, WhereError
+from .evaluate import compile_node
+from .fold import fold
+from .parse import Compiler
+from .render import render
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CompiledWhere", "EvalError", "WhereError", "compile_where"]
+
+
+class CompiledWhere:
+    """A where clause compiled once; ``matches`` is cheap per row."""
+
+    __slots__ = ("text", "sql", "columns", "_fn")
+
+    def __init__(self, text: str, sql: str, columns: frozenset[str], fn) -> None:
+        self.text = text
+        self.sql = sql
+        self.columns = columns
+        self._fn = fn
+
+    def matches(self, row: dict[str, str | None]) -> bool:
+        """True only when the clause is TRUE for ``row`` (FALSE, NULL or an error: False)."""
+        try:
+            return self._fn(row) is True
+        except Exception as exc:  # noqa: BLE001 - any evaluation error means "not in shape"
+            log.warning("where clause %r failed on a row (treated as not matching): %s",
+                        self.text, exc)
+            return False
+
+    def __repr__(self) -> str:
+        return f"CompiledWhere({self.text!r})"
+
+
+def compile_where(text: str, table: TableInfo) -> CompiledWhere:
+    """Parse and type-check ``text``; raises :class:`WhereError`."""
+    if not isinstance(text, str):
+        raise WhereError("where clause must be a string")
+    compiler = Compiler(text, table)
+    try:
+        tree = fold(compiler.parse())
+        sql = render(tree)
+        fn = compile_node(tree)
+    except WhereError:
+        raise
+    except EvalError as exc:
+        raise WhereError(str(exc), None) from None
+    except RecursionError:
+        raise WhereError("where clause is nested too deeply", None) from None
+    return CompiledWhere(text, sql, frozenset(compiler.used), fn)

@@ -1,0 +1,538 @@
+"""Typed tree -> nested Python closures ``f(row) -> value | None``.
+
+``row`` maps column names to Postgres output text (or None). Column values are parsed only
+when a closure that needs them runs; NULL is ``None`` everywhere (three-valued logic).
+"""
+
+from __future__ import annotations
+
+from .errors import EvalError
+from .ops import (
+    arith,
+    ascii_lower,
+    cmp3,
+    comparator,
+    date_minus_date,
+    date_plus_int,
+    eq_fn,
+    interval_add,
+    interval_div,
+    interval_mul,
+    interval_neg,
+    interval_sub,
+    like_matcher,
+    time_minus_interval,
+    time_plus_interval,
+    ts_minus_interval,
+    ts_minus_ts,
+    ts_plus_interval,
+)
+from .parse import Col, Const, Node, Op
+from .values import USEC_DAY, PgArray, check_ts, is_array, row_input_fn
+
+
+def compile_node(node: Node):
+    if isinstance(node, Const):
+        value = node.value
+        return lambda row: value
+    if isinstance(node, Col):
+        return _column(node)
+    assert isinstance(node, Op)
+    builder = _BUILDERS.get(node.kind)
+    if builder is None:
+        raise AssertionError(f"no evaluator for {node.kind}")
+    return builder(node)
+
+
+def _column(node: Col):
+    name = node.name
+    if node.type.startswith("opaque:"):
+        # only ever tested with IS [NOT] NULL: never parsed
+        return lambda row: row.get(name)
+    parse = row_input_fn(node.type)
+
+    def col(row):
+        v = row.get(name)
+        if v is None:
+            return None
+        return parse(v)
+
+    return col
+
+
+# ---------------------------------------------------------------------------- logic
+
+
+def _and(node: Op):
+    fs = [compile_node(a) for a in node.args]
+    if len(fs) == 2:
+        f1, f2 = fs
+
+        def and2(row):
+            a = f1(row)
+            if a is False:
+                return False
+            b = f2(row)
+            if b is False:
+                return False
+            if a is None or b is None:
+                return None
+            return True
+
+        return and2
+
+    def and_n(row):
+        saw_null = False
+        for f in fs:
+            v = f(row)
+            if v is False:
+                return False
+            if v is None:
+                saw_null = True
+        return None if saw_null else True
+
+    return and_n
+
+
+def _or(node: Op):
+    fs = [compile_node(a) for a in node.args]
+    if len(fs) == 2:
+        f1, f2 = fs
+
+        def or2(row):
+            a = f1(row)
+            if a is True:
+                return True
+            b = f2(row)
+            if b is True:
+                return True
+            if a is None or b is None:
+                return None
+            return False
+
+        return or2
+
+    def or_n(row):
+        saw_null = False
+        for f in fs:
+            v = f(row)
+            if v is True:
+                return True
+            if v is None:
+                saw_null = True
+        return None if saw_null else False
+
+    return or_n
+
+
+def _not(node: Op):
+    f = compile_node(node.args[0])
+
+    def not_(row):
+        v = f(row)
+        return None if v is None else not v
+
+    return not_
+
+
+def _isnull(node: Op):
+    f = compile_node(node.args[0])
+    return lambda row: f(row) is None
+
+
+def _isnotnull(node: Op):
+    f = compile_node(node.args[0])
+    return lambda row: f(row) is not None
+
+
+def _booltest(node: Op):
+    f = compile_node(node.args[0])
+    test = node.data["test"]
+    target = {"IS_TRUE": True, "IS_NOT_TRUE": True, "IS_FALSE": False, "IS_NOT_FALSE": False,
+              "IS_UNKNOWN": None, "IS_NOT_UNKNOWN": None}[test]
+    if test.startswith("IS_NOT"):
+        return lambda row: f(row) is not target
+    return lambda row: f(row) is target
+
+
+# ---------------------------------------------------------------------------- comparisons
+
+
+def _strict2(fn, f1, f2):
+    # like Postgres, evaluate every argument before looking for NULLs
+    def run(row):
+        a = f1(row)
+        b = f2(row)
+        if a is None or b is None:
+            return None
+        return fn(a, b)
+
+    return run
+
+
+def _cmp(node: Op):
+    f1, f2 = (compile_node(a) for a in node.args)
+    fn = comparator(node.data["argtype"], node.data["op"])
+    # constant right-hand side: the common `col op literal` shape
+    rhs = node.args[1]
+    if isinstance(rhs, Const):
+        b = rhs.value
+        if b is None:
+            return lambda row: None
+
+        def cmp_const(row):
+            a = f1(row)
+            if a is None:
+                return None
+            return fn(a, b)
+
+        return cmp_const
+    return _strict2(fn, f1, f2)
+
+
+def _distinct(node: Op):
+    f1, f2 = (compile_node(a) for a in node.args)
+    eq = eq_fn(node.data["argtype"])
+    negated = node.data["negated"]
+
+    def distinct(row):
+        a, b = f1(row), f2(row)
+        if a is None or b is None:
+            same = a is None and b is None
+        else:
+            same = eq(a, b)
+        return same if negated else not same
+
+    return distinct
+
+
+_HASHABLE = {"int2", "int4", "int8", "text", "varchar", "name", "uuid", "date", "timestamp",
+             "timestamptz", "time", "bool"}
+
+
+def _anyall(node: Op):
+    f1, f2 = (compile_node(a) for a in node.args)
+    t = node.data["argtype"]
+    op = node.data["op"]
+    fn = comparator(t, op)
+    is_all = node.data["all"]
+    rhs = node.args[1]
+    if isinstance(rhs, Const) and rhs.value is not None and (
+            t in _HASHABLE or t.startswith("enum:")) and (op, is_all) in (("=", False),
+                                                                         ("<>", True)):
+        items = rhs.value.items
+        pool = frozenset(v for v in items if v is not None)
+        has_null = len(pool) != len(items) and any(v is None for v in items)
+        if not items:
+            return lambda row: (f1(row), is_all)[1]
+        found, missing = (False, True) if is_all else (True, False)
+
+        def member(row):
+            a = f1(row)
+            if a is None:
+                return None
+            if a in pool:
+                return found
+            return None if has_null else missing
+
+        return member
+
+    def anyall(row):
+        a = f1(row)
+        arr = f2(row)
+        if arr is None:
+            return None
+        items = arr.items
+        if not items:
+            return is_all
+        if a is None:
+            return None
+        saw_null = False
+        for v in items:
+            if v is None:
+                saw_null = True
+                continue
+            r = fn(a, v)
+            if is_all and not r:
+                return False
+            if not is_all and r:
+                return True
+        if saw_null:
+            return None
+        return is_all
+
+    return anyall
+
+
+def _arrayop(node: Op):
+    f1, f2 = (compile_node(a) for a in node.args)
+    eq = eq_fn(node.data["argtype"][:-2])
+    op = node.data["op"]
+
+    def contains(big: PgArray, small: PgArray) -> bool:
+        for x in small.items:
+            if x is None:
+                return False
+            if not any(y is not None and eq(x, y) for y in big.items):
+                return False
+        return True
+
+    def overlaps(a: PgArray, b: PgArray) -> bool:
+        return any(x is not None and any(y is not None and eq(x, y) for y in b.items)
+                   for x in a.items)
+
+    if op == "@>":
+        fn = contains
+    elif op == "<@":
+        def fn(a, b):
+            return contains(b, a)
+    else:
+        fn = overlaps
+    return _strict2(fn, f1, f2)
+
+
+# ---------------------------------------------------------------------------- arithmetic
+
+
+def _arith(node: Op):
+    f1, f2 = (compile_node(a) for a in node.args)
+    fn = arith(node.data["argtype"])[node.data["op"]]
+    return _strict2(fn, f1, f2)
+
+
+def _neg(node: Op):
+    f = compile_node(node.args[0])
+    t = node.data["argtype"]
+    fn = interval_neg if t == "interval" else arith(t)["neg"]
+
+    def neg(row):
+        v = f(row)
+        return None if v is None else fn(v)
+
+    return neg
+
+
+def _abs(node: Op):
+    f = compile_node(node.args[0])
+    fn = arith(node.data["argtype"])["abs"]
+
+    def abs_(row):
+        v = f(row)
+        return None if v is None else fn(v)
+
+    return abs_
+
+
+def _date_plus_time(d, t):
+    if isinstance(d, float):
+        return d
+    return check_ts(d * USEC_DAY + t)
+
+
+_DT_IMPLS = {
+    "date+int": date_plus_int,
+    "int+date": lambda n, d: date_plus_int(d, n),
+    "date-int": lambda d, n: date_plus_int(d, -n),
+    "date-date": date_minus_date,
+    "ts+iv": ts_plus_interval,
+    "iv+ts": lambda iv, ts: ts_plus_interval(ts, iv),
+    "ts-iv": ts_minus_interval,
+    "ts-ts": ts_minus_ts,
+    "date+time": _date_plus_time,
+    "time+date": lambda t, d: _date_plus_time(d, t),
+    "time+iv": time_plus_interval,
+    "iv+time": lambda iv, t: time_plus_interval(t, iv),
+    "time-iv": time_minus_interval,
+    "time-time": lambda a, b: (0, 0, a - b),
+    "iv+iv": interval_add,
+    "iv-iv": interval_sub,
+    "iv*f": interval_mul,
+    "f*iv": lambda f, iv: interval_mul(iv, f),
+    "iv/f": interval_div,
+}
+
+
+def _dtarith(node: Op):
+    f1, f2 = (compile_node(a) for a in node.args)
+    return _strict2(_DT_IMPLS[node.data["impl"]], f1, f2)
+
+
+def _concat(node: Op):
+    f1, f2 = (compile_node(a) for a in node.args)
+    return _strict2(lambda a, b: a + b, f1, f2)
+
+
+# ---------------------------------------------------------------------------- misc
+
+
+def _cast(node: Op):
+    f = compile_node(node.args[0])
+    fn = node.data["fn"]
+
+    def cast(row):
+        v = f(row)
+        return None if v is None else fn(v)
+
+    return cast
+
+
+def _like(node: Op):
+    fs = [compile_node(a) for a in node.args]
+    ci = node.data["ci"]
+    negated = node.data["negated"]
+    pattern_node = node.args[1]
+    escape_node = node.args[2] if len(node.args) > 2 else None
+
+    def matcher(pattern: str, escape: str | None):
+        if escape is None:
+            escape = "\\"
+        elif escape == "":
+            escape = None
+        if ci:
+            return like_matcher(ascii_lower(pattern), ascii_lower(escape) if escape else escape,
+                                False)
+        return like_matcher(pattern, escape, False)
+
+    fx = fs[0]
+    if isinstance(pattern_node, Const) and (escape_node is None or isinstance(escape_node, Const)):
+        if pattern_node.value is None or (escape_node is not None and escape_node.value is None):
+            return lambda row: None
+        m = matcher(pattern_node.value, None if escape_node is None else escape_node.value)
+
+        def like_const(row):
+            s = fx(row)
+            if s is None:
+                return None
+            r = m(ascii_lower(s) if ci else s)
+            return not r if negated else r
+
+        return like_const
+
+    def like_dyn(row):
+        s = fx(row)
+        p = fs[1](row)
+        e = fs[2](row) if escape_node is not None else None
+        if s is None or p is None or (escape_node is not None and e is None):
+            return None
+        r = matcher(p, e)(ascii_lower(s) if ci else s)
+        return not r if negated else r
+
+    return like_dyn
+
+
+def _func(node: Op):
+    fs = [compile_node(a) for a in node.args]
+    impl = node.data["impl"]
+    if len(fs) == 1:
+        (f,) = fs
+
+        def call1(row):
+            v = f(row)
+            return None if v is None else impl(v)
+
+        return call1
+
+    def call(row):
+        vals = [g(row) for g in fs]
+        if any(v is None for v in vals):
+            return None
+        return impl(*vals)
+
+    return call
+
+
+def _coalesce(node: Op):
+    fs = [compile_node(a) for a in node.args]
+
+    def coalesce(row):
+        for f in fs:
+            v = f(row)
+            if v is not None:
+                return v
+        return None
+
+    return coalesce
+
+
+def _nullif(node: Op):
+    f1, f2 = (compile_node(a) for a in node.args)
+    eq = eq_fn(node.data["argtype"])
+
+    def nullif(row):
+        a = f1(row)
+        b = f2(row)
+        if a is not None and b is not None and eq(a, b):
+            return None
+        return a
+
+    return nullif
+
+
+def _minmax(node: Op):
+    fs = [compile_node(a) for a in node.args]
+    c3 = cmp3(node.data["argtype"])
+    greatest = node.data["greatest"]
+
+    def minmax(row):
+        best = None
+        for f in fs:
+            v = f(row)
+            if v is None:
+                continue
+            if best is None or (c3(v, best) > 0 if greatest else c3(v, best) < 0):
+                best = v
+        return best
+
+    return minmax
+
+
+def _array(node: Op):
+    fs = [compile_node(a) for a in node.args]
+    nested = node.data["nested"]
+
+    def array(row):
+        vals = [f(row) for f in fs]
+        if not nested:
+            return PgArray((len(vals),), (1,), tuple(vals))
+        subs = [v for v in vals if v is not None]
+        if not subs or all(not s.items for s in subs):
+            return PgArray((), (), ())
+        if len(subs) != len(vals):
+            raise EvalError("multidimensional arrays must have array expressions with matching dimensions")
+        first = subs[0]
+        for s in subs:
+            if s.dims != first.dims:
+                raise EvalError("multidimensional arrays must have array expressions with matching dimensions")
+        items = tuple(x for s in subs for x in s.items)
+        return PgArray((len(subs), *first.dims), (1, *first.lbs), items)
+
+    return array
+
+
+def _subscript(node: Op):
+    f1, f2 = (compile_node(a) for a in node.args)
+
+    def subscript(row):
+        arr = f1(row)
+        i = f2(row)
+        if arr is None or i is None:
+            return None
+        if len(arr.dims) != 1:
+            return None
+        k = i - arr.lbs[0]
+        if 0 <= k < arr.dims[0]:
+            return arr.items[k]
+        return None
+
+    return subscript
+
+
+_BUILDERS = {
+    "and": _and, "or": _or, "not": _not, "isnull": _isnull, "isnotnull": _isnotnull,
+    "booltest": _booltest, "cmp": _cmp, "distinct": _distinct, "anyall": _anyall, "arrayop": _arrayop, "arith": _arith,
+    "neg": _neg, "abs": _abs, "dtarith": _dtarith, "concat": _concat, "cast": _cast,
+    "like": _like, "func": _func, "coalesce": _coalesce, "nullif": _nullif,
+    "minmax": _minmax, "array": _array, "subscript": _subscript,
+}
+
+__all__ = ["compile_node", "is_array"]
