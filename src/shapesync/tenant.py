@@ -20,8 +20,10 @@ from shapesync.pg.inspector import TableInfo, load_table
 from shapesync.pg.replication import ReplicationClient
 from shapesync.pg.session import redact, session_conninfo
 from shapesync.pg.snapshot import take_snapshot
+from shapesync.shapes.params import compile_definition_where
 from shapesync.shapes.registry import ShapeRegistry
 from shapesync.shapes.shape import Shape, ShapeDefinition
+from shapesync.where import CompiledWhere
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +131,8 @@ class Tenant:
         self._tables[root_table] = info
         return info
 
-    async def get_or_create(self, definition: ShapeDefinition, table: TableInfo) -> Shape:
+    async def get_or_create(self, definition: ShapeDefinition, table: TableInfo,
+                            where: CompiledWhere | None = None) -> Shape:
         async with self._create_lock:
             shape = self.registry.get(definition)
             if shape is not None:
@@ -139,7 +142,9 @@ class Tenant:
                     await self._catalog_conn(), self.settings.publication_name,
                     table.schema, table.name,
                 )
-            shape = self.registry.create(definition, table)
+            if where is None and definition.where is not None:
+                where = compile_definition_where(definition, table)
+            shape = self.registry.create(definition, table, where)
             log.info("created shape %s on %s.%s", shape.id, table.schema, table.name)
             task = asyncio.create_task(self._snapshot(shape), name=f"snapshot-{shape.id}")
             self._tasks.add(task)
@@ -149,7 +154,8 @@ class Tenant:
     async def _snapshot(self, shape: Shape) -> None:
         try:
             rows = await take_snapshot(
-                self.conninfo, shape.table, shape.definition.columns, shape.snapshot_path,
+                self.conninfo, shape.table, shape.definition.columns, shape.where,
+                shape.snapshot_path,
                 shape.set_visibility,
             )
             if shape.gone_reason:

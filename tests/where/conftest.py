@@ -22,7 +22,7 @@ _COLUMNS = [
 def make_table() -> TableInfo:
     cols = tuple(
         ColumnInfo(name, oid, typ, elem, -1, 1 if elem else 0, name == "id",
-                   0 if name == "id" else None)
+                   0 if name == "id" else None, "e" if typ == "mood" else "b")
         for name, typ, elem, oid in _COLUMNS
     )
     return TableInfo(16400, "public", "items", cols)

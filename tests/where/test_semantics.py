@@ -415,8 +415,14 @@ def test_runtime_errors_are_no_match_and_logged(caplog):
     w = compile_where("id / i > 0", TABLE)
     with caplog.at_level(logging.WARNING, logger="shapesync.where"):
         assert not w.matches({"id": "1", "i": "0"})
+        assert not w.matches({"id": "abc", "i": "1"})  # within the interval: counted, not logged
         assert not w.matches({"id": "abc", "i": "1"})
     assert "division by zero" in caplog.text
+    assert "invalid input syntax for type integer" not in caplog.text
+    w._logged_at -= 3600  # the interval has passed: the next error reports the count
+    with caplog.at_level(logging.WARNING, logger="shapesync.where"):
+        assert not w.matches({"id": "abc", "i": "1"})
+    assert "failed on 3 row(s)" in caplog.text
     assert "invalid input syntax for type integer" in caplog.text
     # a missing column is NULL
     assert not w.matches({})

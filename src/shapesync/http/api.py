@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator
 from shapesync.http import cache
 from shapesync.http.messages import JSON, Request, Response, json_response
 from shapesync.offsets import BEFORE_ALL, LogOffset, parse_offset
-from shapesync.pg.inspector import IdentifierError, TableLookupError, parse_relation
+from shapesync.pg.inspector import IdentifierError, TableInfo, TableLookupError, parse_relation
+from shapesync.shapes.params import build_definition
 from shapesync.shapes.shape import Shape, ShapeDefinition, ShapeGone
 from shapesync.tenant import NotReady, Tenant
+from shapesync.where import CompiledWhere
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +75,20 @@ class ShapeApi:
     async def _definition(
         self, tenant: Tenant, root_table: str, request: Request, errors: dict[str, list[str]],
         *, shape_params: bool = True,
-    ):
-        if shape_params:
-            if request.param("where") is not None:
-                errors.setdefault("where", []).append("where clauses are not supported yet")
-            if request.param("columns") is not None:
-                errors.setdefault("columns", []).append("column selection is not supported yet")
+    ) -> tuple[ShapeDefinition | None, TableInfo | None, CompiledWhere | None]:
+        """Validate the table, ``where`` and ``columns``; messages go to ``errors``."""
         try:
             parse_relation(root_table)
             table = await tenant.table(root_table)
         except (IdentifierError, TableLookupError) as exc:
             errors.setdefault("root_table", []).append(str(exc))
-            return None, None
-        return ShapeDefinition(table.schema, table.name, table.oid), table
+            return None, None, None
+        if not shape_params:
+            return ShapeDefinition(table.schema, table.name, table.oid), table, None
+        built = build_definition(table, request.param("where"), request.param("columns"), errors)
+        if built is None:
+            return None, table, None
+        return built[0], table, built[1]
 
     # -- GET /v1/shape/:root_table -----------------------------------------------------------
     async def get_shape(self, request: Request, root_table: str, retry: bool = True) -> Response:
@@ -111,14 +114,14 @@ class ShapeApi:
             if offset.is_before_all and live:
                 errors["live"] = ["can't be true when offset == -1"]
         try:
-            definition, table = await self._definition(tenant, root_table, request, errors)
+            definition, table, where = await self._definition(tenant, root_table, request, errors)
         except NotReady as exc:
             return json_response(503, {"message": f"Database is not ready: {exc}"})
         if errors:
             return json_response(400, errors)
         assert offset is not None and definition is not None and table is not None
 
-        resolved = await self._resolve(tenant, definition, table, shape_id)
+        resolved = await self._resolve(tenant, definition, table, where, shape_id)
         if isinstance(resolved, Response):
             return resolved
         shape = resolved
@@ -141,15 +144,16 @@ class ShapeApi:
             return response
         return self._catch_up(request, shape, offset)
 
-    async def _resolve(self, tenant: Tenant, definition: ShapeDefinition, table, shape_id: str | None):
+    async def _resolve(self, tenant: Tenant, definition: ShapeDefinition, table: TableInfo,
+                       where: CompiledWhere | None, shape_id: str | None) -> Shape | Response:
         if shape_id is None:
-            return await tenant.get_or_create(definition, table)
+            return await tenant.get_or_create(definition, table, where)
         shape = tenant.registry.get(definition)
         if shape is not None and shape.id == shape_id:
             return shape
         if shape_id in tenant.registry.by_id:
             return json_response(400, {"message": MISMATCH})
-        shape = await tenant.get_or_create(definition, table)
+        shape = await tenant.get_or_create(definition, table, where)
         return self._must_refetch(shape, None)
 
     def _must_refetch(self, shape: Shape, request: Request | None) -> Response:
@@ -229,8 +233,8 @@ class ShapeApi:
             return tenant
         errors: dict[str, list[str]] = {}
         try:
-            definition, _ = await self._definition(tenant, root_table, request, errors,
-                                                   shape_params=False)
+            definition, _, _ = await self._definition(tenant, root_table, request, errors,
+                                                      shape_params=False)
         except NotReady as exc:
             return json_response(503, {"message": f"Database is not ready: {exc}"})
         if errors:

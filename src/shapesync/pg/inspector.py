@@ -76,6 +76,8 @@ class ColumnInfo:
     dims: int
     not_null: bool
     pk_index: int | None
+    # pg_type.typtype: b base, e enum, d domain, c composite, r range, ... ("" = unknown)
+    type_kind: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +121,8 @@ class TableInfo:
 
 
 def _column_fields(c: ColumnInfo) -> tuple:
-    return (c.name, c.type_oid, c.type_name, c.element_type, c.typmod, c.dims, c.not_null, c.pk_index)
+    return (c.name, c.type_oid, c.type_name, c.element_type, c.typmod, c.dims, c.not_null,
+            c.pk_index, c.type_kind)
 
 
 _TIME_TYPES = {"timetz", "time", "timestamp", "timestamptz", "date"}
@@ -170,7 +173,7 @@ WHERE c.oid = to_regclass(%s)
 
 _COLUMNS_SQL = """
 SELECT a.attname, a.atttypid::int, t.typname, et.typname, a.atttypmod, a.attndims,
-       a.attnotnull, a.attnum
+       a.attnotnull, a.attnum, t.typtype::text
 FROM pg_attribute a
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
@@ -207,10 +210,10 @@ async def load_table(conn: psycopg.AsyncConnection, root_table: str) -> TableInf
     pk_attnums = list(pk_row[0]) if pk_row else []
     cur = await conn.execute(_COLUMNS_SQL, (oid,))
     columns = []
-    for attname, typid, typname, elem, typmod, ndims, notnull, attnum in await cur.fetchall():
+    for attname, typid, typname, elem, typmod, ndims, notnull, attnum, kind in await cur.fetchall():
         pk_index = pk_attnums.index(attnum) if attnum in pk_attnums else None
         columns.append(
-            ColumnInfo(attname, typid, typname, elem, typmod, ndims, bool(notnull), pk_index)
+            ColumnInfo(attname, typid, typname, elem, typmod, ndims, bool(notnull), pk_index, kind)
         )
     if not columns:
         raise TableLookupError("table not found")

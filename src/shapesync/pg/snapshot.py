@@ -11,23 +11,32 @@ Python, not Postgres, the bottleneck of large snapshots; on a blocking connectio
 about a third of that. The file writes and the fsync also stay off the event loop. A
 dedicated thread (not the default executor) keeps long snapshots from queueing behind
 each other or delaying the log's fsyncs.
+
+A where clause is evaluated by Postgres (the SQL re-rendered from its parse tree). Where
+Postgres raises on some row (a division by zero, an out-of-range cast), the live path
+counts that row as not matching; the snapshot then does the same by re-reading the table
+in the same transaction (same snapshot) and filtering each row with our evaluator.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import psycopg
 
 from shapesync.pg.inspector import TableInfo
-from shapesync.shapes.log_items import snapshot_item_sql
+from shapesync.shapes.log_items import row_values_sql, snapshot_item_sql
 from shapesync.shapes.visibility import SnapshotVisibility
+from shapesync.where import CompiledWhere
 
 _FLUSH_BYTES = 1 << 20
+log = logging.getLogger(__name__)
 
 
 class _Job:
@@ -54,6 +63,7 @@ async def take_snapshot(
     conninfo: str,
     table: TableInfo,
     columns: tuple[str, ...] | None,
+    where: CompiledWhere | None,
     path: Path,
     on_visibility: Callable[[SnapshotVisibility], None],
 ) -> int:
@@ -61,7 +71,16 @@ async def take_snapshot(
 
     ``on_visibility`` is called on the event loop, before any row is read.
     """
-    query = f"COPY (SELECT {snapshot_item_sql(table, columns)} FROM {table.qualified}) TO STDOUT"
+    item = snapshot_item_sql(table, columns)
+    query = f"COPY (SELECT {item} FROM {table.qualified}"
+    query += f" WHERE {where.sql}) TO STDOUT" if where is not None else ") TO STDOUT"
+    fallback = None
+    if where is not None:
+        fallback = _Fallback(
+            f"COPY (SELECT {item}, {row_values_sql(sorted(where.columns))} "
+            f"FROM {table.qualified}) TO STDOUT",
+            where,
+        )
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
     job = _Job()
@@ -82,7 +101,7 @@ async def take_snapshot(
         result, error = None, None
         try:
             result = _copy_to_file(
-                conninfo, query, path, job,
+                conninfo, query, fallback, path, job,
                 lambda visibility: loop.call_soon_threadsafe(deliver, visibility),
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
@@ -105,14 +124,22 @@ async def take_snapshot(
         raise
 
 
+class _Fallback:
+    """The unfiltered query (item, referenced columns) and the evaluator that filters it."""
+
+    def __init__(self, query: str, where: CompiledWhere) -> None:
+        self.query = query
+        self.where = where
+
+
 def _copy_to_file(
     conninfo: str,
     query: str,
+    fallback: _Fallback | None,
     path: Path,
     job: _Job,
     on_visibility: Callable[[SnapshotVisibility], None],
 ) -> int:
-    rows = 0
     with psycopg.connect(conninfo) as conn:
         job.attach(conn)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -125,21 +152,61 @@ def _copy_to_file(
             on_visibility(SnapshotVisibility.parse(snap, lsn))
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                pending = bytearray()
-                with cur.copy(query) as copy:
-                    for data in copy:
-                        pending += data
-                        rows += 1
-                        if len(pending) >= _FLUSH_BYTES:
-                            if job.cancelled:
-                                raise psycopg.errors.QueryCanceled("snapshot cancelled")
-                            os.write(fd, _to_fragment(pending))
-                            pending.clear()
-                if pending:
-                    os.write(fd, _to_fragment(pending))
+                if fallback is None:
+                    rows = _copy_rows(cur, query, fd, job)
+                else:
+                    try:
+                        with conn.transaction():  # a savepoint: the snapshot survives an error
+                            rows = _copy_rows(cur, query, fd, job)
+                    except psycopg.DataError as exc:
+                        log.warning("snapshot of %s: Postgres raised on a row (%s); filtering "
+                                    "each row with the where clause instead", path.parent.name,
+                                    str(exc).strip())
+                        os.ftruncate(fd, 0)
+                        os.lseek(fd, 0, os.SEEK_SET)
+                        rows = _copy_filtered_rows(cur, fallback, fd, job)
                 os.fsync(fd)
             finally:
                 os.close(fd)
+    return rows
+
+
+def _copy_rows(cur: psycopg.Cursor, query: str, fd: int, job: _Job) -> int:
+    rows = 0
+    pending = bytearray()
+    with cur.copy(query) as copy:
+        for data in copy:
+            pending += data
+            rows += 1
+            if len(pending) >= _FLUSH_BYTES:
+                if job.cancelled:
+                    raise psycopg.errors.QueryCanceled("snapshot cancelled")
+                os.write(fd, _to_fragment(pending))
+                pending.clear()
+    if pending:
+        os.write(fd, _to_fragment(pending))
+    return rows
+
+
+def _copy_filtered_rows(cur: psycopg.Cursor, fallback: _Fallback, fd: int, job: _Job) -> int:
+    """COPY rows ``<item> TAB <values>``: keep the items whose values match the where clause."""
+    rows = 0
+    pending = bytearray()
+    matches = fallback.where.matches
+    with cur.copy(fallback.query) as copy:
+        for data in copy:
+            item, values = bytes(data).split(b"\t")
+            if not matches(orjson.loads(values.rstrip(b"\n").replace(b"\\\\", b"\\"))):
+                continue
+            pending += item + b"\n"
+            rows += 1
+            if len(pending) >= _FLUSH_BYTES:
+                if job.cancelled:
+                    raise psycopg.errors.QueryCanceled("snapshot cancelled")
+                os.write(fd, _to_fragment(pending))
+                pending.clear()
+    if pending:
+        os.write(fd, _to_fragment(pending))
     return rows
 
 

@@ -14,8 +14,10 @@ from pathlib import Path
 import orjson
 
 from shapesync.pg.inspector import TableInfo
+from shapesync.shapes.params import compile_definition_where
 from shapesync.shapes.shape import Shape, ShapeDefinition
 from shapesync.shapes.visibility import SnapshotVisibility
+from shapesync.where import CompiledWhere
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +45,10 @@ class ShapeRegistry:
                 definition = ShapeDefinition(
                     schema, table, oid, where, tuple(columns) if columns else None
                 )
+                table_info = TableInfo.from_json(meta["table"])
                 shape = Shape(
-                    meta["id"], definition, TableInfo.from_json(meta["table"]), directory,
-                    self.chunk_threshold,
+                    meta["id"], definition, table_info, directory, self.chunk_threshold,
+                    compile_definition_where(definition, table_info),
                 )
                 if meta["visibility"]:
                     shape.set_visibility(SnapshotVisibility.from_json(meta["visibility"]))
@@ -65,11 +68,13 @@ class ShapeRegistry:
     def get(self, definition: ShapeDefinition) -> Shape | None:
         return self.by_key.get(definition.key)
 
-    def create(self, definition: ShapeDefinition, table: TableInfo) -> Shape:
+    def create(self, definition: ShapeDefinition, table: TableInfo,
+               where: CompiledWhere | None = None) -> Shape:
         shape_id = definition.new_shape_id()
         while shape_id in self.by_id:
             shape_id = definition.new_shape_id()
-        shape = Shape(shape_id, definition, table, self.root / shape_id, self.chunk_threshold)
+        shape = Shape(shape_id, definition, table, self.root / shape_id, self.chunk_threshold,
+                      where)
         shape.save_meta()
         self._index(shape)
         return shape

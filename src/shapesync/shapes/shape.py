@@ -15,6 +15,7 @@ from shapesync.pg.inspector import TableInfo
 from shapesync.shapes.log_items import ItemEncoder
 from shapesync.shapes.visibility import SnapshotVisibility
 from shapesync.storage.shape_log import ShapeLog
+from shapesync.where import CompiledWhere
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +51,14 @@ class Shape:
         table: TableInfo,
         directory: Path,
         chunk_threshold: int,
+        where: CompiledWhere | None = None,
     ) -> None:
         self.id = shape_id
         self.definition = definition
         self.table = table
+        self.where = where
         self.directory = directory
-        self.encoder = ItemEncoder(table, definition.columns)
+        self.encoder = ItemEncoder(table, definition.columns, where)
         self.schema_header = table.schema_header()
         self.log = ShapeLog(directory, chunk_threshold)
         self.visibility: SnapshotVisibility | None = None

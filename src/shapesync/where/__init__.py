@@ -15,6 +15,7 @@ Modules: ``parse`` (parse tree -> typed tree), ``values`` (text <-> values per t
 from __future__ import annotations
 
 import logging
+import time
 
 from ..pg.inspector import TableInfo
 from .errors import EvalError, WhereError
@@ -24,6 +25,7 @@ from .parse import Compiler
 from .render import render
 
 log = logging.getLogger(__name__)
+ERROR_LOG_INTERVAL = 60.0  # seconds between two reports of one clause's evaluation errors
 
 __all__ = ["CompiledWhere", "EvalError", "WhereError", "compile_where"]
 
@@ -31,22 +33,34 @@ __all__ = ["CompiledWhere", "EvalError", "WhereError", "compile_where"]
 class CompiledWhere:
     """A where clause compiled once; ``matches`` is cheap per row."""
 
-    __slots__ = ("text", "sql", "columns", "_fn")
+    __slots__ = ("text", "sql", "columns", "_fn", "_errors", "_logged_at")
 
     def __init__(self, text: str, sql: str, columns: frozenset[str], fn) -> None:
         self.text = text
         self.sql = sql
         self.columns = columns
         self._fn = fn
+        self._errors = 0  # evaluation errors not yet reported
+        self._logged_at = -ERROR_LOG_INTERVAL
 
     def matches(self, row: dict[str, str | None]) -> bool:
         """True only when the clause is TRUE for ``row`` (FALSE, NULL or an error: False)."""
         try:
             return self._fn(row) is True
         except Exception as exc:  # noqa: BLE001 - any evaluation error means "not in shape"
-            log.warning("where clause %r failed on a row (treated as not matching): %s",
-                        self.text, exc)
+            self._report(exc)
             return False
+
+    def _report(self, exc: Exception) -> None:
+        """Log evaluation errors, at most once per interval per clause: a clause that fails
+        on every row of a big table must not flood the log."""
+        self._errors += 1
+        now = time.monotonic()
+        if now - self._logged_at >= ERROR_LOG_INTERVAL:
+            log.warning("where clause %r failed on %d row(s) (treated as not matching), "
+                        "latest: %s", self.text, self._errors, exc)
+            self._errors = 0
+            self._logged_at = now
 
     def __repr__(self) -> str:
         return f"CompiledWhere({self.text!r})"

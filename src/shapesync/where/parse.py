@@ -78,7 +78,8 @@ def column_type(col) -> str:
     t = col.type_name
     if t in SCALAR_TYPES:
         return t
-    if col.type_oid >= FIRST_USER_OID:
+    kind = getattr(col, "type_kind", "")
+    if kind == "e" or (kind == "" and col.type_oid >= FIRST_USER_OID):
         return "enum:" + t
     return "opaque:" + t
 
