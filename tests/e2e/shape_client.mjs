@@ -1,19 +1,25 @@
 // Follows one shape with the official TypeScript client and reports what it sees.
 //
-//   node shape_client.mjs <base-url> <table>
+//   node shape_client.mjs <base-url> <table> [<options-json>]
+//
+// <options-json>, if given, is an object whose `where` (string) and `columns` (array of names,
+// quoted where needed, e.g. ["id", "\"MixedCase\""]) are passed on to ShapeStream.
 //
 // stdout: one JSON line per Shape update: {"<row key>": <row value>, ...}, values as the client
 //         parsed them (int8 -> BigInt, printed as a string).
 // stderr: one JSON line per HTTP request the client sends ({"event": "request", ...}), per
-//         response it receives ({"event": "response", ...}) and per error ({"event": "error", ...}).
+//         response it receives ({"event": "response", ..., "body": <its first 2000 chars>}) and
+//         per error ({"event": "error", ...}); and, just before each stdout line, an
+//         {"event": "update"} marker.
 // Runs until stdin closes or it gets SIGTERM/SIGINT.
 import { Shape, ShapeStream } from '@electric-sql/client'
 
-const [base, table] = process.argv.slice(2)
+const [base, table, optionsJson] = process.argv.slice(2)
 if (!base || !table) {
-  process.stderr.write(`usage: node shape_client.mjs <base-url> <table>\n`)
+  process.stderr.write(`usage: node shape_client.mjs <base-url> <table> [<options-json>]\n`)
   process.exit(2)
 }
+const { where, columns } = optionsJson ? JSON.parse(optionsJson) : {}
 
 const toJson = (value) =>
   JSON.stringify(value, (_key, v) => (typeof v === `bigint` ? v.toString() : v))
@@ -41,19 +47,31 @@ const loggingFetch = async (...args) => {
     if (err?.name !== `AbortError`) report({ event: `fetch-failed`, url, message: String(err) })
     throw err
   }
+  // the start of the body, for failure messages (read from a clone, the client reads the rest)
+  let body = await response.clone().text().catch((err) => `<unreadable: ${err}>`)
+  if (body.length > 2000) body = body.slice(0, 2000) + `...`
   report({
     event: `response`,
     url,
     status: response.status,
     headers: Object.fromEntries(response.headers.entries()),
+    body,
   })
   return response
 }
 
-const stream = new ShapeStream({ url: `${base}/v1/shape/${table}`, fetchClient: loggingFetch })
+const stream = new ShapeStream({
+  url: `${base}/v1/shape/${table}`,
+  where,
+  columns,
+  fetchClient: loggingFetch,
+})
 const shape = new Shape(stream)
 
 shape.subscribe((rows) => {
+  // first on stderr (as a marker, so a reader can order updates among the exchanges), then
+  // the rows on stdout; both writes are synchronous for pipes
+  report({ event: `update`, size: rows.size })
   process.stdout.write(toJson(Object.fromEntries(rows)) + `\n`)
 })
 stream.subscribe(() => {}, reportError)

@@ -72,7 +72,14 @@ def test_n_ary_and_or():
     assert not m("id = 1 AND n = 2 AND s = 4", **row)
     assert m("id = 9 OR n = 9 OR s = 3", **row)
     assert m("(id = 1 AND n = 2) AND s = 3", **row)
-    assert m("id IS NULL OR id > 0", id=None)  # upstream's strict OR got this wrong
+    assert m("n IS NULL OR n > 0", n=None)  # upstream's strict OR got this wrong
+
+
+def test_null_tests_of_not_null_columns_fold_like_postgres_17():
+    # id is NOT NULL: Postgres plans these as constants, so the erroring arm never runs
+    assert m("id / 0 > 1 OR id IS NOT NULL", id="1")
+    assert not m("id IS NULL AND id / 0 > 1", id="1")
+    assert compile_where("id IS NOT NULL OR n > 1", TABLE).sql == "true"
 
 
 # ---------------------------------------------------------------------------- comparisons

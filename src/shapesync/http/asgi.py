@@ -33,11 +33,22 @@ def _parse_request(scope: dict) -> Request | Response:
         path = raw_path.decode("ascii")
         segments = [unquote(s, errors="strict") for s in path.split("?")[0].split("/")[1:]]
         query: dict[str, list[str]] = {}
+        invalid: dict[str, list[str]] = {}
+        # Invalid UTF-8 decodes to lone surrogates, which fail to encode again: a bad value
+        # is reported under its parameter's name, like any other invalid parameter.
         for key, value in parse_qsl(raw_query.decode("ascii"), keep_blank_values=True,
-                                    errors="strict"):
+                                    errors="surrogateescape"):
+            key.encode()
+            try:
+                value.encode()
+            except UnicodeError:
+                invalid[key] = ["is not valid UTF-8"]
+                continue
             query.setdefault(key, []).append(value)
     except UnicodeError:
         return json_response(400, {"message": "the request URL is not valid UTF-8"})
+    if invalid:
+        return json_response(400, invalid)
     headers: dict[str, list[str]] = {}
     for name, value in scope.get("headers", []):
         headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))

@@ -158,7 +158,7 @@ def _copy_to_file(
                     try:
                         with conn.transaction():  # a savepoint: the snapshot survives an error
                             rows = _copy_rows(cur, query, fd, job)
-                    except psycopg.DataError as exc:
+                    except (psycopg.DataError, psycopg.errors.FeatureNotSupported) as exc:
                         log.warning("snapshot of %s: Postgres raised on a row (%s); filtering "
                                     "each row with the where clause instead", path.parent.name,
                                     str(exc).strip())

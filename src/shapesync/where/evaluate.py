@@ -6,6 +6,7 @@ when a closure that needs them runs; NULL is ``None`` everywhere (three-valued l
 
 from __future__ import annotations
 
+from .arrays import array_append, array_cat, array_prepend, get_element, get_slice
 from .errors import EvalError
 from .ops import (
     arith,
@@ -514,8 +515,10 @@ def _subscript(node: Op):
 
     def subscript(row):
         arr = f1(row)
+        if arr is None:  # Postgres skips the subscripts of a NULL array
+            return None
         i = f2(row)
-        if arr is None or i is None:
+        if i is None:
             return None
         if len(arr.dims) != 1:
             return None
@@ -527,12 +530,66 @@ def _subscript(node: Op):
     return subscript
 
 
+def _subscripts(node: Op):
+    f_arr = compile_node(node.args[0])
+    fs = [compile_node(a) for a in node.args[1:]]
+
+    def subscripts(row):
+        arr = f_arr(row)
+        if arr is None:
+            return None
+        idx = [f(row) for f in fs]
+        if any(i is None for i in idx):
+            return None
+        return get_element(arr, idx)
+
+    return subscripts
+
+
+def _slice(node: Op):
+    f_arr = compile_node(node.args[0])
+    has_upper, has_lower = node.data["upper"], node.data["lower"]
+    n_upper = sum(has_upper)
+    f_up = [compile_node(a) for a in node.args[1:1 + n_upper]]
+    f_low = [compile_node(a) for a in node.args[1 + n_upper:]]
+    # positions of the provided bounds among the subscripts
+    up_pos = [i for i, h in enumerate(has_upper) if h]
+    low_pos = [i for i, h in enumerate(has_lower) if h]
+    n = len(has_upper)
+
+    def slice_(row):
+        arr = f_arr(row)
+        if arr is None:
+            return None
+        ups = [f(row) for f in f_up]
+        lows = [f(row) for f in f_low]
+        if any(v is None for v in ups) or any(v is None for v in lows):
+            return None
+        uppers: list = [None] * n
+        lowers: list = [None] * n
+        for i, v in zip(up_pos, ups, strict=True):
+            uppers[i] = v
+        for i, v in zip(low_pos, lows, strict=True):
+            lowers[i] = v
+        return get_slice(arr, lowers, uppers)
+
+    return slice_
+
+
+def _arraycat(node: Op):
+    f1, f2 = (compile_node(a) for a in node.args)
+    fn = {"cat": array_cat, "append": array_append, "prepend": array_prepend}[node.data["mode"]]
+    # not strict: array_cat ignores a NULL array, append/prepend take a NULL element
+    return lambda row: fn(f1(row), f2(row))
+
+
 _BUILDERS = {
     "and": _and, "or": _or, "not": _not, "isnull": _isnull, "isnotnull": _isnotnull,
     "booltest": _booltest, "cmp": _cmp, "distinct": _distinct, "anyall": _anyall, "arrayop": _arrayop, "arith": _arith,
     "neg": _neg, "abs": _abs, "dtarith": _dtarith, "concat": _concat, "cast": _cast,
     "like": _like, "func": _func, "coalesce": _coalesce, "nullif": _nullif,
     "minmax": _minmax, "array": _array, "subscript": _subscript,
+    "subscripts": _subscripts, "slice": _slice, "arraycat": _arraycat,
 }
 
 __all__ = ["compile_node", "is_array"]

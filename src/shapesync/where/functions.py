@@ -153,8 +153,12 @@ def _array_ndims(a):
 
 def build_function(c, name: str, args: list, loc: int | None):
     """Type-check a call to ``name`` and return its Op node."""
+    from .extra_functions import build_extra_function
     from .parse import UNKNOWN, Op
 
+    extra = build_extra_function(c, name, args, loc)
+    if extra is not None:
+        return extra
     n = len(args)
 
     def unknown(a) -> bool:
@@ -263,8 +267,10 @@ def build_function(c, name: str, args: list, loc: int | None):
             if name == "round":
                 return call("numeric", _numeric_round, [a, s])
             return call("numeric", _numeric_trunc, [a, s])
-        if a.type in INT_TYPES or a.type == "numeric":
-            a = c.coerce(a, "numeric", loc=loc)
+        # An integer argument takes the float8 overload, as in Postgres: both round(numeric)
+        # and round(float8) need an implicit cast, and float8 is the numeric category's
+        # preferred type (so round(int_col) is double precision, and `round(i) % 2` is an error).
+        if a.type == "numeric":
             impl = {
                 "round": _numeric_round, "trunc": _numeric_rounding(ROUND_DOWN),
                 "ceil": _numeric_rounding(ROUND_CEILING),

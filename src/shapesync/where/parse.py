@@ -373,6 +373,11 @@ class Compiler:
         if _is_unknown(arg):
             arg = self.literal_as(arg, "text")
         neg = body["nulltesttype"] == "IS_NOT_NULL"
+        if isinstance(arg, Col) and self.columns[arg.name].not_null:
+            # Postgres (17+) plans a null test of a NOT NULL column as a constant, so the
+            # rest of an OR/AND around it may never be evaluated (no error raised either).
+            # Folding it here makes both the rendered SQL and our evaluator do the same.
+            return Const("bool", _loc(body), neg)
         return Op("bool", _loc(body), "isnotnull" if neg else "isnull", [arg])
 
     def _BooleanTest(self, body: dict) -> Node:
@@ -525,7 +530,9 @@ class Compiler:
 
             if FLOAT_TYPES[1] not in (lhs.type, rhs.type) and FLOAT_TYPES[0] not in (
                     lhs.type, rhs.type) and "numeric" in (lhs.type, rhs.type):
-                raise WhereError("numeric ^ numeric is not supported", loc)
+                from .extra_functions import numeric_power_node
+
+                return numeric_power_node(self, lhs, rhs, loc)
             lhs = self.coerce(lhs, "float8", loc=loc)
             rhs = self.coerce(rhs, "float8", loc=loc)
             return Op("float8", loc, "func", [lhs, rhs], {"name": "pow", "sql": "power",
@@ -595,7 +602,9 @@ class Compiler:
 
     def concat(self, lhs: Node, rhs: Node, loc: int | None) -> Node:
         if is_array(lhs.type) or is_array(rhs.type):
-            raise WhereError("array concatenation with || is not supported", loc)
+            from .arrays import build_concat
+
+            return build_concat(self, lhs, rhs, loc)
         if _is_unknown(lhs) and _is_unknown(rhs):
             lhs, rhs = self.literal_as(lhs, "text"), self.literal_as(rhs, "text")
         for side in (lhs, rhs):
@@ -715,20 +724,9 @@ class Compiler:
         return Op(t + "[]", loc, "array", nodes, {"nested": False})
 
     def _A_Indirection(self, body: dict) -> Node:
-        arg = self.operand(body["arg"])
-        node = arg
-        for ind in body["indirection"]:
-            if "A_Indices" not in ind:
-                raise WhereError("field selection is not supported", arg.loc)
-            idx = ind["A_Indices"]
-            if idx.get("is_slice"):
-                raise WhereError("array slices are not supported", arg.loc)
-            if not is_array(node.type):
-                raise WhereError(f"cannot subscript type {display(node.type)} because it does "
-                                 "not support subscripting", arg.loc)
-            i = self.coerce(self.operand(idx["uidx"]), "int4", loc=arg.loc)
-            node = Op(elem_of(node.type), arg.loc, "subscript", [node, i])
-        return node
+        from .arrays import build_indirection
+
+        return build_indirection(self, body)
 
     def _FuncCall(self, body: dict) -> Node:
         from .functions import build_function

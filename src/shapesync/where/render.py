@@ -177,6 +177,32 @@ def _subscript(node: Op) -> str:
     return f"(({render(a)})[{render(i)}])"
 
 
+def _subscripts(node: Op) -> str:
+    a, *idx = node.args
+    return f"(({render(a)})" + "".join(f"[{render(i)}]" for i in idx) + ")"
+
+
+def _slice(node: Op) -> str:
+    a, *rest = node.args
+    n_upper = sum(node.data["upper"])
+    uppers = iter(rest[:n_upper])
+    lowers = iter(rest[n_upper:])
+    parts = []
+    for has_upper, has_lower in zip(node.data["upper"], node.data["lower"], strict=True):
+        lo = render(next(lowers)) if has_lower else ""
+        hi = render(next(uppers)) if has_upper else ""
+        parts.append(f"[{lo}:{hi}]")
+    return f"(({render(a)})" + "".join(parts) + ")"
+
+
+_ARRAY_FUNCTIONS = {"cat": "array_cat", "append": "array_append", "prepend": "array_prepend"}
+
+
+def _arraycat(node: Op) -> str:
+    a, b = node.args
+    return f"pg_catalog.{_ARRAY_FUNCTIONS[node.data['mode']]}({render(a)}, {render(b)})"
+
+
 _RENDERERS = {
     "and": _bool_chain("AND"), "or": _bool_chain("OR"), "not": _not, "isnull": _isnull,
     "isnotnull": _isnotnull, "booltest": _booltest, "cmp": _cmp, "distinct": _distinct,
@@ -184,4 +210,5 @@ _RENDERERS = {
     "neg": _neg, "abs": _abs, "dtarith": _binop, "concat": _concat, "cast": _cast,
     "like": _like, "func": _func, "coalesce": _coalesce, "nullif": _nullif,
     "minmax": _minmax, "array": _array, "subscript": _subscript,
+    "subscripts": _subscripts, "slice": _slice, "arraycat": _arraycat,
 }

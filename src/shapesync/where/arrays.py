@@ -1,0 +1,281 @@
+"""Array subscripts, slices and concatenation, with Postgres' semantics.
+
+Type resolution (``build_indirection``, ``build_concat``) follows the parser
+(transformContainerSubscripts, the ``anycompatible`` polymorphic rules); the value
+functions follow arrayfuncs.c (array_get_element, array_get_slice, array_cat,
+array_append, array_prepend). They operate on :class:`PgArray` values; NULL is ``None``.
+"""
+
+from __future__ import annotations
+
+from itertools import product
+
+from .errors import EvalError, WhereError
+from .values import NUMBER_TYPES, STRING_TYPES, PgArray, display, elem_of, is_array
+
+MAXDIM = 6
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+MAX_ARRAY_SIZE = 0x3FFFFFFF // 8  # MaxArraySize (MaxAllocSize / sizeof(Datum))
+EMPTY = PgArray((), (), ())
+
+
+# ---------------------------------------------------------------------------- values
+
+
+def get_element(arr: PgArray, idx: list[int]):
+    """``arr[i][j]...``: NULL when the number of subscripts is not the array's dimension
+    count or any subscript is out of range (array_get_element)."""
+    if len(idx) != len(arr.dims):
+        return None
+    offset = 0
+    for i, lb, dim in zip(idx, arr.lbs, arr.dims, strict=True):
+        k = i - lb
+        if k < 0 or k >= dim:
+            return None
+        offset = offset * dim + k
+    return arr.items[offset]
+
+
+def get_slice(arr: PgArray, lowers: list[int | None], uppers: list[int | None]) -> PgArray:
+    """``arr[l:u]...`` (array_get_slice): bounds are clipped to the array, omitted bounds
+    (None) mean the array's own bound, dimensions not mentioned are taken whole, an empty
+    range or too many subscripts give an empty array; the result's lower bounds are 1."""
+    ndim = len(arr.dims)
+    n = len(uppers)
+    if ndim < n or ndim == 0:
+        return EMPTY
+    ranges = []
+    for i in range(ndim):
+        lb = arr.lbs[i]
+        ub = lb + arr.dims[i] - 1
+        lo = lowers[i] if i < n else None
+        hi = uppers[i] if i < n else None
+        if lo is None or lo < lb:
+            lo = lb
+        if hi is None or hi > ub:
+            hi = ub
+        if lo > hi:
+            return EMPTY
+        ranges.append((lo - lb, hi - lb))
+    dims = tuple(hi - lo + 1 for lo, hi in ranges)
+    if dims == arr.dims:
+        return PgArray(dims, (1,) * ndim, arr.items) if any(x != 1 for x in arr.lbs) else arr
+    strides = [1] * ndim
+    for i in range(ndim - 2, -1, -1):
+        strides[i] = strides[i + 1] * arr.dims[i + 1]
+    items = arr.items
+    out = tuple(items[sum(k * s for k, s in zip(pos, strides, strict=True))]
+                for pos in product(*(range(lo, hi + 1) for lo, hi in ranges)))
+    return PgArray(dims, (1,) * ndim, out)
+
+
+def _check_bounds(dims: tuple[int, ...], lbs: tuple[int, ...]) -> None:
+    """ArrayGetNItems + ArrayCheckBounds."""
+    total = 1
+    for d in dims:
+        total *= d
+    if total > MAX_ARRAY_SIZE:
+        raise EvalError(f"array size exceeds the maximum allowed ({MAX_ARRAY_SIZE})")
+    for d, lb in zip(dims, lbs, strict=True):
+        if d + lb > INT32_MAX:
+            raise EvalError(f"array lower bound is too large: {lb}")
+
+
+def _incompatible() -> EvalError:
+    return EvalError("cannot concatenate incompatible arrays")
+
+
+def array_cat(a: PgArray | None, b: PgArray | None) -> PgArray | None:
+    """``anycompatiblearray || anycompatiblearray`` (not strict: a NULL side is ignored)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    nd1, nd2 = len(a.dims), len(b.dims)
+    if nd1 == 0 and nd2 > 0:
+        return b
+    if nd2 == 0:
+        return a
+    if nd1 == nd2:
+        if a.dims[1:] != b.dims[1:] or a.lbs[1:] != b.lbs[1:]:
+            raise _incompatible()
+        dims = (a.dims[0] + b.dims[0], *a.dims[1:])
+        lbs = a.lbs
+    elif nd1 == nd2 - 1:
+        if a.dims != b.dims[1:] or a.lbs != b.lbs[1:]:
+            raise _incompatible()
+        dims = (b.dims[0] + 1, *b.dims[1:])
+        lbs = b.lbs
+    elif nd1 == nd2 + 1:
+        if b.dims != a.dims[1:] or b.lbs != a.lbs[1:]:
+            raise _incompatible()
+        dims = (a.dims[0] + 1, *a.dims[1:])
+        lbs = a.lbs
+    else:
+        raise _incompatible()
+    _check_bounds(dims, lbs)
+    return PgArray(dims, lbs, a.items + b.items)
+
+
+def array_append(a: PgArray | None, elem) -> PgArray:
+    """``anycompatiblearray || anycompatible`` (a NULL array counts as empty)."""
+    if a is None or not a.dims:
+        return PgArray((1,), (1,), (elem,))
+    if len(a.dims) != 1:
+        raise EvalError("argument must be empty or one-dimensional array")
+    lb, dim = a.lbs[0], a.dims[0]
+    if lb + dim > INT32_MAX:
+        raise EvalError("integer out of range")
+    dims = (dim + 1,)
+    _check_bounds(dims, a.lbs)
+    return PgArray(dims, a.lbs, a.items + (elem,))
+
+
+def array_prepend(elem, a: PgArray | None) -> PgArray:
+    """``anycompatible || anycompatiblearray``: the result keeps the array's lower bound."""
+    if a is None or not a.dims:
+        return PgArray((1,), (1,), (elem,))
+    if len(a.dims) != 1:
+        raise EvalError("argument must be empty or one-dimensional array")
+    lb, dim = a.lbs[0], a.dims[0]
+    if lb - 1 < INT32_MIN:
+        raise EvalError("integer out of range")
+    _check_bounds((dim + 1,), (lb - 1,))
+    return PgArray((dim + 1,), a.lbs, (elem, *a.items))
+
+
+# ---------------------------------------------------------------------------- types
+
+_CATEGORY = {
+    **dict.fromkeys(NUMBER_TYPES, "N"), **dict.fromkeys(STRING_TYPES, "S"),
+    "date": "D", "time": "D", "timestamp": "D", "timestamptz": "D", "interval": "T",
+    "bool": "B", "uuid": "U",
+}
+_PREFERRED = {"float8", "text", "timestamptz", "interval", "bool"}
+_NUM_RANK = {"int2": 0, "int4": 1, "int8": 2, "numeric": 3, "float4": 4, "float8": 5}
+
+
+def _implicit(src: str, dst: str) -> bool:
+    """pg_cast's implicit casts between our scalar types."""
+    if src == dst:
+        return True
+    if src in _NUM_RANK and dst in _NUM_RANK:
+        return _NUM_RANK[src] < _NUM_RANK[dst]
+    if src in STRING_TYPES and dst in STRING_TYPES:
+        return src != "name" or dst == "text"  # name -> varchar/bpchar is assignment-only
+    return (src, dst) in {("date", "timestamp"), ("date", "timestamptz"),
+                          ("timestamp", "timestamptz"), ("time", "interval")}
+
+
+def select_common_type(types: list[str]) -> str | None:
+    """Postgres' select_common_type for the ``anycompatible`` family (unknowns left out
+    by the caller); None when the types cannot be matched."""
+    if not types:
+        return "text"
+    if any(t not in _CATEGORY for t in types):
+        return types[0] if all(t == types[0] for t in types) and not types[0].startswith(
+            ("enum:", "opaque:")) else None
+    p = types[0]
+    for n in types[1:]:
+        if n == p:
+            continue
+        if _CATEGORY[n] != _CATEGORY[p]:
+            return None
+        if p not in _PREFERRED and _implicit(p, n) and not _implicit(n, p):
+            p = n
+    if not all(_implicit(t, p) for t in types):
+        return None
+    return p
+
+
+def build_concat(c, lhs, rhs, loc: int | None, fname: str | None = None):
+    """``||`` with an array operand (``fname`` None), or array_cat / array_append /
+    array_prepend called by name. Postgres' operator choice: array || array and, with an
+    untyped literal or NULL next to an array, array || array too; otherwise the array
+    side decides between array_append and array_prepend."""
+    from .parse import UNKNOWN, Op
+
+    unknown = (lhs.type == UNKNOWN, rhs.type == UNKNOWN)
+    arrays = (is_array(lhs.type), is_array(rhs.type))
+    if fname is None:
+        if (arrays[0] and (arrays[1] or unknown[1])) or (arrays[1] and unknown[0]):
+            mode = "cat"
+        else:
+            mode = "append" if arrays[0] else "prepend"
+    else:
+        mode = {"array_cat": "cat", "array_append": "append", "array_prepend": "prepend"}[fname]
+    roles = {"cat": (True, True), "append": (True, False), "prepend": (False, True)}[mode]
+
+    def failure() -> WhereError:
+        types = [display(n.type) for n in (lhs, rhs)]
+        if fname is None:
+            return WhereError(f"Could not select an operator overload: {types[0]} || {types[1]}",
+                              loc)
+        return WhereError(f"Could not select a function overload for {fname}({', '.join(types)})",
+                          loc)
+
+    elems = []
+    for node, is_unknown, is_arr, wants_array in zip((lhs, rhs), unknown, arrays, roles,
+                                                     strict=True):
+        if is_unknown:
+            continue
+        if is_arr != wants_array:
+            raise failure()
+        elems.append(elem_of(node.type) if is_arr else node.type)
+    common = select_common_type(elems)  # only untyped literals: text, as in Postgres
+    if common is None or common.startswith(("enum:", "opaque:")):
+        raise failure()
+    args = [c.coerce(node, common + "[]" if wants_array else common, loc=loc)
+            for node, wants_array in zip((lhs, rhs), roles, strict=True)]
+    return Op(common + "[]", loc, "arraycat", args, {"mode": mode})
+
+
+def build_indirection(c, body: dict):
+    """``a[i]``, ``a[i][j]``, ``a[i:j]``, ``a[:j][k]``...: one subscripting operation over
+    all the brackets of the node (transformContainerSubscripts). With any slice present
+    every subscript is a slice, a plain ``[k]`` meaning ``[1:k]``."""
+    from .parse import Const, Op
+
+    arg = c.operand(body["arg"])
+    loc = arg.loc
+    indices = []
+    for ind in body["indirection"]:
+        if "A_Indices" not in ind:
+            raise WhereError("field selection is not supported", loc)
+        indices.append(ind["A_Indices"])
+    if not is_array(arg.type):
+        raise WhereError(f"cannot subscript type {display(arg.type)} because it does not "
+                         "support subscripting", loc)
+    if len(indices) > MAXDIM:
+        raise WhereError(f"number of array dimensions ({len(indices)}) exceeds the maximum "
+                         f"allowed ({MAXDIM})", loc)
+
+    def subscript(node: dict):
+        # coerce_to_target_type(..., int4, COERCION_ASSIGNMENT): int8/numeric/float too
+        n = c.operand(node)
+        if n.type == "unknown":
+            return c.literal_as(n, "int4")
+        if n.type == "int4":
+            return n
+        if n.type in NUMBER_TYPES:
+            return c.make_cast(n, "int4", n.loc)
+        raise WhereError("array subscript must have type integer", n.loc)
+
+    if not any(idx.get("is_slice") for idx in indices):
+        subs = [subscript(idx["uidx"]) for idx in indices]
+        if len(subs) == 1:
+            return Op(elem_of(arg.type), loc, "subscript", [arg, subs[0]])
+        return Op(elem_of(arg.type), loc, "subscripts", [arg, *subs])
+    uppers, lowers = [], []
+    for idx in indices:
+        if idx.get("lidx") is not None:
+            lowers.append(subscript(idx["lidx"]))
+        elif not idx.get("is_slice"):
+            lowers.append(Const("int4", None, 1))
+        else:
+            lowers.append(None)
+        uppers.append(subscript(idx["uidx"]) if idx.get("uidx") is not None else None)
+    args = [arg, *(u for u in uppers if u is not None), *(lo for lo in lowers if lo is not None)]
+    return Op(arg.type, loc, "slice", args,
+              {"upper": tuple(u is not None for u in uppers),
+               "lower": tuple(lo is not None for lo in lowers)})
