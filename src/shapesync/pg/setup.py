@@ -11,10 +11,25 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_publication(conn: psycopg.AsyncConnection, publication: str) -> None:
+    """Create the publication; on Postgres 18+ make it publish stored generated columns.
+
+    Before 18 pgoutput never sends generated columns, so shapes leave them out (see
+    ``inspector.load_table``); from 18 on it can, and shapes include them.
+    """
+    name = sql.Identifier(publication)
     cur = await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
     if await cur.fetchone() is None:
-        await conn.execute(sql.SQL("CREATE PUBLICATION {}").format(sql.Identifier(publication)))
+        await conn.execute(sql.SQL("CREATE PUBLICATION {}").format(name))
         log.info("created publication %s", publication)
+    if conn.info.server_version >= 180000:
+        cur = await conn.execute(
+            "SELECT pubgencols::text FROM pg_publication WHERE pubname = %s", (publication,)
+        )
+        row = await cur.fetchone()
+        if row is not None and row[0] != "s":
+            await conn.execute(
+                sql.SQL("ALTER PUBLICATION {} SET (publish_generated_columns = stored)").format(name)
+            )
 
 
 async def ensure_slot(conn: psycopg.AsyncConnection, slot: str) -> bool:

@@ -137,7 +137,7 @@ def _power_int(base: Decimal, exp: int, exp_dscale: int) -> Decimal:
         raise _overflow()
     if f + 1 < -NUMERIC_MAX_DISPLAY_SCALE:
         return _zero(NUMERIC_MAX_DISPLAY_SCALE)
-    rscale = NUMERIC_MIN_SIG_DIGITS - int(f)
+    rscale = NUMERIC_MIN_SIG_DIGITS - int(f) - 1
     rscale = max(rscale, numeric_scale(base), exp_dscale, 0)
     rscale = min(rscale, NUMERIC_MAX_DISPLAY_SCALE)
     if exp == 0:
