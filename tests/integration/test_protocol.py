@@ -76,7 +76,8 @@ def test_unknown_shape_id_gets_409_with_current_id(items):
     sid = r.headers["electric-shape-id"]
     r = get(items, offset="0_0", shape_id="123-456")
     assert r.status_code == 409
-    assert r.json() == [{"headers": {"control": "must-refetch"}}]
+    assert r.json() == [{"headers": {"control": "must-refetch"},
+                         "reason": "no shape with this shape_id exists (it was removed, or never existed)"}]
     assert r.headers["electric-shape-id"] == sid
     assert "etag" not in r.headers and "electric-schema" not in r.headers
 
@@ -85,6 +86,7 @@ def test_offset_beyond_log_gets_409(items):
     sid = get(items, offset="-1").headers["electric-shape-id"]
     r = get(items, offset="99999999999_0", shape_id=sid)
     assert r.status_code == 409
+    assert r.json()[0]["reason"] == "offset 99999999999_0 is not in the shape's log"
 
 
 def test_deleted_shape_gets_409_and_new_id(items, db):
@@ -95,6 +97,7 @@ def test_deleted_shape_gets_409_and_new_id(items, db):
     assert r.status_code == 202
     r = follower.request()
     assert r.status_code == 409 and follower.shape_id != old
+    assert r.json() == [{"headers": {"control": "must-refetch"}, "reason": "deleted through the API"}]
     assert follower.sync() == table_rows(db, "items")
 
 

@@ -20,7 +20,7 @@ from shapesync.where import CompiledWhere
 log = logging.getLogger(__name__)
 
 UP_TO_DATE = b'{"headers":{"control":"up-to-date"}}'
-MUST_REFETCH = b'[{"headers":{"control":"must-refetch"}}]'
+UNKNOWN_SHAPE_ID = "no shape with this shape_id exists (it was removed, or never existed)"
 MULTIPLE_DATABASES = (
     "Database ID was not provided and there are multiple databases. Please specify a "
     "database ID using the `database_id` query parameter."
@@ -126,21 +126,21 @@ class ShapeApi:
             return resolved
         shape = resolved
         if not offset.is_before_all and not shape.log.contains(offset):
-            return self._must_refetch(shape, request)
+            return self._must_refetch(shape, request, f"offset {offset} is not in the shape's log")
         if offset.is_before_all:
             try:
                 await shape.wait_snapshot()
             except ShapeGone:
                 if retry:  # deleted while its snapshot ran: serve a fresh one
                     return await self.get_shape(request, root_table, retry=False)
-                return self._must_refetch(shape, request)
+                return self._must_refetch(shape, request, shape.gone_reason or "")
             except Exception:  # noqa: BLE001 - snapshot failure
                 return json_response(500, {"error": "Failed creating or fetching the snapshot"})
         if live:
             response = await self._live(request, shape, offset)
             if response is None:  # the shape went away while we waited: point at its successor
                 successor = await tenant.get_or_create(definition, table)
-                return self._must_refetch(successor, request)
+                return self._must_refetch(successor, request, shape.gone_reason or "")
             return response
         return self._catch_up(request, shape, offset)
 
@@ -153,14 +153,18 @@ class ShapeApi:
             return shape
         if shape_id in tenant.registry.by_id:
             return json_response(400, {"message": MISMATCH})
+        reason = tenant.registry.removed.get(shape_id, UNKNOWN_SHAPE_ID)
         shape = await tenant.get_or_create(definition, table, where)
-        return self._must_refetch(shape, None)
+        return self._must_refetch(shape, None, reason)
 
-    def _must_refetch(self, shape: Shape, request: Request | None) -> Response:
+    def _must_refetch(self, shape: Shape, request: Request | None, reason: str) -> Response:
+        """409 + must-refetch naming the current shape. ``reason`` is an extra field of the
+        message for people reading responses; clients only look at the control header."""
         headers = {"content-type": JSON, "electric-shape-id": shape.id}
         if request is not None:
             headers["location"] = f"?shape_id={shape.id}&offset=-1"
-        return Response(409, headers, MUST_REFETCH)
+        body = [{"headers": {"control": "must-refetch"}, "reason": reason or "the shape was removed"}]
+        return json_response(409, body, headers)
 
     def _base_headers(self, shape: Shape, chunk_end: LogOffset, up_to_date: bool) -> dict[str, str]:
         headers = {"content-type": JSON, "electric-shape-id": shape.id,

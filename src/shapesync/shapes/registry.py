@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections import OrderedDict
 from pathlib import Path
 
 import orjson
@@ -20,6 +21,7 @@ from shapesync.shapes.visibility import SnapshotVisibility
 from shapesync.where import CompiledWhere
 
 log = logging.getLogger(__name__)
+REMEMBERED_REMOVALS = 10_000
 
 
 class ShapeRegistry:
@@ -29,6 +31,8 @@ class ShapeRegistry:
         self.by_id: dict[str, Shape] = {}
         self.by_key: dict[str, Shape] = {}
         self.by_table: dict[int, set[Shape]] = {}
+        # why recently removed shapes went away, told to clients still asking for them
+        self.removed: OrderedDict[str, str] = OrderedDict()
         root.mkdir(parents=True, exist_ok=True)
 
     def __len__(self) -> int:
@@ -94,6 +98,9 @@ class ShapeRegistry:
             del self.by_key[shape.definition.key]
         self.by_table.get(shape.definition.table_oid, set()).discard(shape)
         log.info("removing shape %s: %s", shape.id, reason)
+        self.removed[shape.id] = reason
+        while len(self.removed) > REMEMBERED_REMOVALS:
+            self.removed.popitem(last=False)
         shape.invalidate(reason)
         shape.log.close()
         shutil.rmtree(shape.directory, ignore_errors=True)
