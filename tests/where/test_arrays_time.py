@@ -69,6 +69,7 @@ SLICES = [
     case("nums[NULL:2] IS NULL", {"nums": "{1,2,3}"}, True),
     case("nums[2:NULL] IS NULL", {"nums": "{1,2,3}"}, True),
     case("nums[1:2] IS NULL", {"nums": None}, True),
+    case("nums[id / i:NULL] IS NULL", {"nums": "{1,2}", "id": "1", "i": "0"}, False),  # error
     case("nums[2:2.5] = '{2,3}'", {"nums": "{1,2,3}"}, True),  # assignment cast: rounds
     case("nums[1.6] = 2", {"nums": "{1,2,3}"}, True),
     case("nums['2'] = 2", {"nums": "{1,2,3}"}, True),

@@ -57,6 +57,9 @@ def get_slice(arr: PgArray, lowers: list[int | None], uppers: list[int | None]) 
         if lo > hi:
             return EMPTY
         ranges.append((lo - lb, hi - lb))
+    if ndim == 1:
+        lo, hi = ranges[0]
+        return PgArray((hi - lo + 1,), (1,), arr.items[lo:hi + 1])
     dims = tuple(hi - lo + 1 for lo, hi in ranges)
     if dims == arr.dims:
         return PgArray(dims, (1,) * ndim, arr.items) if any(x != 1 for x in arr.lbs) else arr

@@ -556,6 +556,22 @@ def _slice(node: Op):
     up_pos = [i for i, h in enumerate(has_upper) if h]
     low_pos = [i for i, h in enumerate(has_lower) if h]
     n = len(has_upper)
+    if n == 1:
+        f_hi = f_up[0] if f_up else None
+        f_lo = f_low[0] if f_low else None
+
+        def slice1(row):
+            arr = f_arr(row)
+            if arr is None:
+                return None
+            # like Postgres: every subscript is evaluated before the NULL check
+            hi = f_hi(row) if f_hi is not None else None
+            lo = f_lo(row) if f_lo is not None else None
+            if (hi is None and f_hi is not None) or (lo is None and f_lo is not None):
+                return None
+            return get_slice(arr, [lo], [hi])
+
+        return slice1
 
     def slice_(row):
         arr = f_arr(row)

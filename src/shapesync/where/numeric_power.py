@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from decimal import ROUND_HALF_UP, Context, Decimal
+from functools import lru_cache
 
 from .errors import EvalError
 from .values import numeric_scale
@@ -33,6 +34,7 @@ _PINF = Decimal("Infinity")
 _NINF = Decimal("-Infinity")
 
 
+@lru_cache(maxsize=256)
 def _ctx(prec: int) -> Context:
     return Context(prec=max(prec, 1), Emax=999_999_999, Emin=-999_999_999)
 
@@ -137,7 +139,7 @@ def _power_int(base: Decimal, exp: int, exp_dscale: int) -> Decimal:
         raise _overflow()
     if f + 1 < -NUMERIC_MAX_DISPLAY_SCALE:
         return _zero(NUMERIC_MAX_DISPLAY_SCALE)
-    rscale = NUMERIC_MIN_SIG_DIGITS - int(f) - 1
+    rscale = NUMERIC_MIN_SIG_DIGITS - int(f)
     rscale = max(rscale, numeric_scale(base), exp_dscale, 0)
     rscale = min(rscale, NUMERIC_MAX_DISPLAY_SCALE)
     if exp == 0:
