@@ -8,6 +8,7 @@ defaults, and it keeps per-request overhead low for many long-polls.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from urllib.parse import parse_qsl, unquote
@@ -71,7 +72,13 @@ class App:
             await self._send(send, request, method, OTHER_METHODS, {})
             return
         try:
-            response, allowed = await self._route(request)
+            if "live" in request.query and method in ("GET", "HEAD"):
+                routed = await _unless_disconnected(self._route(request), receive)
+                if routed is None:
+                    return  # the client left while waiting: free everything now
+                response, allowed = routed
+            else:
+                response, allowed = await self._route(request)
         except Exception:
             log.exception("unhandled error serving %s %s", method, scope.get("path"))
             response, allowed = json_response(500, {"error": "internal server error"}), OTHER_METHODS
@@ -134,6 +141,30 @@ class App:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+async def _unless_disconnected(work, receive):
+    """Run ``work`` (a long-poll) unless the client disconnects first; then cancel it.
+
+    Without this a departed client's long-poll holds its socket, task and buffers until
+    the poll times out: uvicorn only reports the disconnect through ``receive()``.
+    """
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    try:
+        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return None
+
+
+async def _wait_disconnect(receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _not_found() -> Response:
