@@ -149,3 +149,40 @@ def test_after_shape_deletion_clients_behind_the_proxy_get_409_and_resync(items,
     assert fresh.shape_id == new_id
     statuses = [line["status"] for line in proxy.log_lines()]
     assert "409" in statuses
+
+
+def test_ts_client_through_the_proxy_after_entries_expire_and_are_revalidated(
+        server_factory, db, nginx_factory):
+    """The official client behind the cache, with catch-up entries that expire after 1 s:
+    nginx revalidates them with If-None-Match, shapesync answers 304, and the client, which
+    sees the cached 200, must end up with exactly the table's rows and keep following it."""
+    from tests.e2e.test_ts_client import TsShapeClient, create_items, expected_rows
+
+    create_items(db)
+    server = server_factory({"LOG_CHUNK_BYTES_THRESHOLD": "600", "CACHE_MAX_AGE": "1",
+                             "CACHE_STALE_AGE": "0"}).start()
+    proxy = nginx_factory(server.port)
+    for i in range(100, 130):  # a log of several chunks after the snapshot
+        db.execute("INSERT INTO items VALUES (%s, %s, false, %s, NULL)", (i, f"row {i}", i))
+
+    first = TsShapeClient(proxy.url, "items")
+    try:
+        first.wait_rows(expected_rows(db, "items"), "first client through the proxy")
+    finally:
+        first.close()
+    time.sleep(2.5)  # every catch-up entry is past max-age=1 (and stale-while-revalidate=0)
+
+    second = TsShapeClient(proxy.url, "items")
+    try:
+        second.wait_rows(expected_rows(db, "items"), "second client, revalidated entries")
+        db.execute("UPDATE items SET title = 'live through the proxy' WHERE id = 100")
+        db.execute("DELETE FROM items WHERE id = 101")
+        second.wait_rows(expected_rows(db, "items"), "live change through the proxy")
+        errors = [e for e in second.events if e.get("event") not in ("request", "response", "update")]
+        assert not errors, errors
+    finally:
+        second.close()
+    revalidated = [line for line in proxy.log_lines() if line["cache"] == "REVALIDATED"]
+    print(f"\n{len(revalidated)} responses revalidated by a 304 from shapesync")
+    assert revalidated and all(line["upstream"] == "304" for line in revalidated), \
+        proxy.log_lines()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import AsyncIterator
 
 from shapesync.http import cache
@@ -13,13 +12,12 @@ from shapesync.http.messages import JSON, Request, Response, json_response
 from shapesync.offsets import BEFORE_ALL, LogOffset, parse_offset
 from shapesync.pg.inspector import IdentifierError, TableInfo, TableLookupError, parse_relation
 from shapesync.shapes.params import build_definition
-from shapesync.shapes.shape import Shape, ShapeDefinition, ShapeGone
+from shapesync.shapes.shape import UP_TO_DATE, Shape, ShapeDefinition, ShapeGone
 from shapesync.tenant import NotReady, Tenant
 from shapesync.where import CompiledWhere
 
 log = logging.getLogger(__name__)
 
-UP_TO_DATE = b'{"headers":{"control":"up-to-date"}}'
 UNKNOWN_SHAPE_ID = "no shape with this shape_id exists (it was removed, or never existed)"
 MULTIPLE_DATABASES = (
     "Database ID was not provided and there are multiple databases. Please specify a "
@@ -193,25 +191,28 @@ class ShapeApi:
         return Response(200, headers, b"[" + tail[1:] + b"]")
 
     async def _live(self, request: Request, shape: Shape, offset: LogOffset) -> Response | None:
-        deadline = time.monotonic() + self.long_poll_timeout
+        """Answer as soon as the log holds something after ``offset``, or 204 at the timeout.
+
+        Written for fan-out: a change wakes every waiter in one loop iteration, and each
+        builds and sends its response in that same step (no helper task per wait, the body
+        shared through ``Shape.live_answer``), so the first bytes leave at once.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.long_poll_timeout
         changed = shape.change_event()  # registered before reading: no lost wake-up
-        chunk_end = shape.log.chunk_end(offset)
-        data = shape.log.read(offset, chunk_end)
-        while not data:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or self.stopping:
-                return self._live_response(request, shape, 204, shape.log.chunk_end(offset), b"")
+        chunk_end, body, up_to_date = shape.live_answer(offset)
+        while not body:
+            if self.stopping or loop.time() >= deadline:
+                return self._live_response(request, shape, 204, chunk_end, b"")
             try:
-                await asyncio.wait_for(changed.wait(), remaining)
+                async with asyncio.timeout_at(deadline):
+                    await changed.wait()
             except TimeoutError:
                 continue
             if shape.gone_reason or shape.log.closed:
                 return None
             changed = shape.change_event()
-            chunk_end = shape.log.last_offset
-            data = shape.log.read(offset, chunk_end)
-        up_to_date = chunk_end == shape.log.last_offset
-        body = b"[" + data[1:] + (b"," + UP_TO_DATE if up_to_date else b"") + b"]"
+            chunk_end, body, up_to_date = shape.live_answer(offset)
         return self._live_response(request, shape, 200, chunk_end, body, up_to_date)
 
     def _live_response(self, request: Request, shape: Shape, status: int, chunk_end: LogOffset,

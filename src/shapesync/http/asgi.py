@@ -9,8 +9,9 @@ defaults, and it keeps per-request overhead low for many long-polls.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import secrets
+import os
 from urllib.parse import parse_qsl, unquote
 
 from shapesync import __version__
@@ -22,7 +23,10 @@ log = logging.getLogger(__name__)
 SHAPE_METHODS = "GET, HEAD, DELETE, OPTIONS"
 ADMIN_METHODS = "GET, POST, DELETE, OPTIONS"
 OTHER_METHODS = "GET, HEAD"
-MAX_QUERY_BYTES = 64 * 1024
+MAX_QUERY_BYTES = 32 * 1024  # longer URLs than 64 KiB: 414 from http/protocol.py
+# x-request-id: unique per process start and request, without a random read per response.
+_REQUEST_ID_PREFIX = os.urandom(4).hex()
+_request_numbers = itertools.count(1)
 
 
 def _parse_request(scope: dict) -> Request | Response:
@@ -114,7 +118,7 @@ class App:
         if response.status != 204 or method != "OPTIONS":
             headers.setdefault("cache-control", "max-age=0, private, must-revalidate")
         headers["server"] = f"shapesync/{__version__}"
-        headers["x-request-id"] = secrets.token_hex(8)
+        headers["x-request-id"] = f"{_REQUEST_ID_PREFIX}{next(_request_numbers):08x}"
         body = response.body
         raw = [(k.encode(), v.encode()) for k, v in headers.items()]
         if isinstance(body, bytes):
@@ -147,19 +151,30 @@ async def _unless_disconnected(work, receive):
     """Run ``work`` (a long-poll) unless the client disconnects first; then cancel it.
 
     Without this a departed client's long-poll holds its socket, task and buffers until
-    the poll times out: uvicorn only reports the disconnect through ``receive()``.
+    the poll times out: uvicorn only reports the disconnect through ``receive()``. The
+    work runs in this task (a watcher task cancels it), not in a task of its own, so a
+    woken long-poll goes straight on to sending its response in the same loop step.
     """
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+    task = asyncio.current_task()
+    assert task is not None
+    departed = False
+
+    async def watch() -> None:
+        nonlocal departed
+        await _wait_disconnect(receive)
+        departed = True
+        task.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if departed:
+            task.uncancel()
+            return None
+        raise
     finally:
         watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    return None
 
 
 async def _wait_disconnect(receive) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import orjson
 
+from shapesync.offsets import LogOffset
 from shapesync.pg.inspector import TableInfo
 from shapesync.shapes.log_items import ItemEncoder
 from shapesync.shapes.visibility import SnapshotVisibility
@@ -37,6 +38,9 @@ class ShapeDefinition:
     def new_shape_id(self) -> str:
         digest = int.from_bytes(hashlib.sha256(self.key.encode()).digest()[:4], "big") >> 5
         return f"{digest}-{time.time_ns() // 1_000_000}"
+
+
+UP_TO_DATE = b'{"headers":{"control":"up-to-date"}}'
 
 
 class ShapeGone(Exception):
@@ -68,6 +72,7 @@ class Shape:
         self._visibility_known = asyncio.Event()
         self._snapshot_done = asyncio.Event()
         self._changed = asyncio.Event()
+        self._live_answers: dict[int, tuple[int, LogOffset, bytes, bool]] = {}
 
     # -- persisted metadata -------------------------------------------------------------
     @property
@@ -140,7 +145,26 @@ class Shape:
 
     def notify(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
+        self._live_answers = {}
         event.set()
+
+    def live_answer(self, after: LogOffset) -> tuple[LogOffset, bytes, bool]:
+        """(chunk end, items as ``[...]`` or empty, up to date) for a long-poll at ``after``.
+
+        Built once per offset and log length, then shared: one change wakes every long-poll
+        waiting on the shape, and those at the same offset (nearly all of them) get the
+        same bytes instead of each reading the log and joining a body again.
+        """
+        last = self.log.last_offset.key
+        cached = self._live_answers.get(after.key)
+        if cached is not None and cached[0] == last:
+            return cached[1:]
+        chunk_end = self.log.chunk_end(after)
+        data = self.log.read(after, chunk_end)
+        up_to_date = chunk_end.key == last
+        body = b"[" + data[1:] + (b"," + UP_TO_DATE if up_to_date else b"") + b"]" if data else b""
+        self._live_answers[after.key] = (last, chunk_end, body, up_to_date)
+        return chunk_end, body, up_to_date
 
     def invalidate(self, reason: str) -> None:
         self.gone_reason = reason
