@@ -33,14 +33,17 @@ def pg_cluster() -> Iterator[EmbeddedPostgres]:
     cluster.stop("immediate")
 
 
-@pytest.fixture
-def database(pg_cluster: EmbeddedPostgres) -> Iterator[str]:
-    """A fresh database; its replication slots are dropped before the database."""
+def create_database(cluster: EmbeddedPostgres) -> str:
+    """A fresh database in ``cluster``; its name."""
     name = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
-    yield pg_cluster.dsn(name)
-    with psycopg.connect(pg_cluster.dsn(), autocommit=True) as conn:
+    return name
+
+
+def drop_database(cluster: EmbeddedPostgres, name: str) -> None:
+    """Drop the database after its replication slots (which would keep WAL forever)."""
+    with psycopg.connect(cluster.dsn(), autocommit=True) as conn:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             conn.execute(
@@ -56,6 +59,14 @@ def database(pg_cluster: EmbeddedPostgres) -> Iterator[str]:
                 break
             time.sleep(0.1)
         conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def database(pg_cluster: EmbeddedPostgres) -> Iterator[str]:
+    """A fresh database; its replication slots are dropped before the database."""
+    name = create_database(pg_cluster)
+    yield pg_cluster.dsn(name)
+    drop_database(pg_cluster, name)
 
 
 def free_port() -> int:
@@ -101,13 +112,16 @@ class ServerProcess:
             self.wait_healthy()
         return self
 
-    def wait_healthy(self, timeout: float = 30) -> None:
+    def wait_healthy(self, timeout: float = 30, database_id: str | None = None) -> None:
+        """Until the default database (or ``database_id``) reports active."""
+        database_id = database_id or self.extra_env.get("DATABASE_ID", "test_db")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}/v1/health", params={"database_id": database_id},
+                             timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
 from shapesync.config import Settings
+from shapesync.databases import (
+    DatabaseRejected,
+    DatabaseStore,
+    StoredDatabase,
+    check_database,
+    identity_of,
+    parse_database_url,
+    with_ipv6,
+)
+from shapesync.http.admin import AdminApi
 from shapesync.http.api import ShapeApi
 from shapesync.http.asgi import App
+from shapesync.pg.session import redact
 from shapesync.tenant import Tenant
 
 log = logging.getLogger(__name__)
@@ -34,6 +46,8 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.tenants: dict[str, Tenant] = {}
+        self.store = DatabaseStore(settings.storage_dir / "state")
+        self._admin_lock = asyncio.Lock()
         self.api = ShapeApi(
             self.tenants,
             cache_max_age=settings.cache_max_age,
@@ -41,7 +55,7 @@ class Service:
             long_poll_timeout=settings.long_poll_timeout,
             allow_shape_deletion=settings.allow_shape_deletion,
         )
-        self.app = App(self.api)
+        self.app = App(self.api, AdminApi(self))
 
     async def start(self) -> None:
         if self.settings.database_url:
@@ -49,7 +63,63 @@ class Service:
             tenant = Tenant(database_id, self.settings.database_url, self.settings)
             self.tenants[database_id] = tenant
             await tenant.start()
+        for stored in self.store.load():
+            if stored.id in self.tenants:
+                log.warning("database %s is both DATABASE_ID and an added database; "
+                            "using DATABASE_URL", stored.id)
+                continue
+            try:
+                dsn = self._connection_string(stored)
+            except DatabaseRejected as exc:
+                log.error("database %s cannot be started: %s", stored.id, exc.body)
+                continue
+            tenant = Tenant(stored.id, dsn, self.settings, default=False)
+            self.tenants[stored.id] = tenant
+            await tenant.start()
 
     async def stop(self) -> None:
-        for tenant in list(self.tenants.values()):
-            await tenant.stop()
+        await asyncio.gather(*(tenant.stop() for tenant in list(self.tenants.values())))
+
+    # -- admin: Add Database / Remove Database ------------------------------------------
+    @staticmethod
+    def _connection_string(stored: StoredDatabase) -> str:
+        parsed = parse_database_url(stored.url)
+        if isinstance(parsed, str):
+            raise DatabaseRejected({"database_url": [parsed]})
+        if not stored.use_ipv6:
+            return parsed.conninfo
+        try:
+            return with_ipv6(parsed.conninfo)
+        except OSError as exc:
+            raise DatabaseRejected({"database_url": [f"has no IPv6 address: {exc}"]}) from None
+
+    async def add_database(self, stored: StoredDatabase) -> None:
+        """Validate, check the server, persist, start. Raises DatabaseRejected."""
+        async with self._admin_lock:
+            if stored.id in self.tenants:
+                raise DatabaseRejected(f"Database {stored.id} already exists.")
+            dsn = self._connection_string(stored)
+            identity = identity_of(dsn)
+            if any(identity_of(t.dsn) == identity for t in self.tenants.values()):
+                raise DatabaseRejected(
+                    f"The database {identity} is already in use by another tenant.")
+            problem = await check_database(dsn)
+            if problem is not None:
+                raise DatabaseRejected({"database_url": [problem]})
+            tenant = Tenant(stored.id, dsn, self.settings, default=False)
+            self.store.save([*self.store.load(), stored])
+            self.tenants[stored.id] = tenant
+            log.info("database %s added: %s", stored.id, redact(dsn))
+            await tenant.start()
+
+    async def remove_database(self, database_id: str) -> bool:
+        """Stop the database and delete what it left behind; False if it is unknown."""
+        async with self._admin_lock:
+            tenant = self.tenants.pop(database_id, None)
+            if tenant is None:
+                return False
+            self.store.save([d for d in self.store.load() if d.id != database_id])
+            for problem in await tenant.remove():
+                log.warning("database %s: %s", database_id, problem)
+            log.info("database %s removed", database_id)
+            return True

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shapesync.databases import database_id_error
+
 
 class ConfigError(ValueError):
     pass
@@ -40,14 +42,6 @@ class Settings:
     replication_stream_id: str = "default"
     long_poll_timeout: float = 20.0
     log_level: str = "info"
-
-    @property
-    def publication_name(self) -> str:
-        return f"electric_publication_{self.replication_stream_id}"
-
-    @property
-    def slot_name(self) -> str:
-        return f"electric_slot_{self.replication_stream_id}"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -83,5 +77,7 @@ class Settings:
             raise ConfigError(
                 "REPLICATION_STREAM_ID must be a lower-case identifier of at most 41 characters"
             )
+        if self.database_id is not None and (problem := database_id_error(self.database_id)):
+            raise ConfigError(f"DATABASE_ID {problem}")
         if self.log_level not in ("debug", "info", "warning", "error", "critical"):
             raise ConfigError(f"LOG_LEVEL must be debug, info, warning or error, not {self.log_level!r}")

@@ -113,6 +113,7 @@ class EmbeddedPostgres:
     port: int = 0
     bindir: Path | None = None
     fast: bool = False  # fsync=off: for throwaway test clusters only
+    settings: dict[str, str] | None = None  # overrides of SERVER_SETTINGS (tests)
 
     def __post_init__(self) -> None:
         self.user = _unprivileged_user() if os.geteuid() == 0 else None
@@ -160,6 +161,7 @@ class EmbeddedPostgres:
         settings = {**SERVER_SETTINGS, "port": str(self.port), "unix_socket_directories": str(self.socket_dir)}
         if self.fast:
             settings |= {"fsync": "off", "full_page_writes": "off"}
+        settings |= self.settings or {}
         options = " ".join(f"-c {k}={v}" for k, v in settings.items())
         logfile = self.data_dir.parent / f"{self.data_dir.name}.log"
         if self.user:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 
 import orjson
 import psycopg
 
 from shapesync.changes.model import Relation, Transaction, Truncate
 from shapesync.config import Settings
+from shapesync.databases import replication_names
 from shapesync.pg import setup
 from shapesync.pg.inspector import TableInfo, load_table
 from shapesync.pg.replication import ReplicationClient
@@ -33,17 +35,26 @@ class NotReady(RuntimeError):
 
 
 class Tenant:
-    def __init__(self, database_id: str, dsn: str, settings: Settings) -> None:
+    """One database: its own catalog and replication connections, slot, publication,
+    shape registry and storage directory, so that one failing database never holds up
+    another."""
+
+    def __init__(self, database_id: str, dsn: str, settings: Settings, *,
+                 default: bool = True) -> None:
         self.id = database_id
         self.dsn = dsn
         self.settings = settings
+        self.default = default
+        self.slot_name, self.publication_name = replication_names(
+            settings.replication_stream_id, database_id, default)
         self.conninfo = session_conninfo(dsn)
         self.state_path = settings.storage_dir / "state" / f"{database_id}.json"
         self.registry = ShapeRegistry(settings.storage_dir / "shapes" / database_id,
                                       settings.chunk_bytes_threshold)
         self.status = "starting"
+        self.removed = False
         self.replication = ReplicationClient(
-            dsn, settings.slot_name, settings.publication_name, self,
+            dsn, self.slot_name, self.publication_name, self,
             on_streaming=self._on_streaming, before_start=self._prepare,
         )
         self._catalog: psycopg.AsyncConnection | None = None
@@ -78,6 +89,30 @@ class Tenant:
         if self._catalog is not None:
             await self._catalog.close()
 
+    async def remove(self) -> list[str]:
+        """Stop for good and delete everything this database left: its live waiters are
+        answered (they get 404), its slot and the publication we created are dropped, its
+        shape logs and state are deleted. Returns what could not be cleaned up in Postgres
+        (the database may be down), for the log."""
+        self.removed = True
+        for shape in list(self.registry.by_id.values()):
+            shape.invalidate("the database was removed")
+        await self.stop()
+        problems = []
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, connect_timeout=5)
+            async with conn:
+                await setup.drop_slot(conn, self.slot_name)
+                if self._load_state().get("created_publication"):
+                    await setup.drop_publication(conn, self.publication_name)
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            problems.append(f"replication slot {self.slot_name} and publication "
+                            f"{self.publication_name} were not dropped: {str(exc).strip()}")
+        shutil.rmtree(self.registry.root, ignore_errors=True)
+        self.state_path.unlink(missing_ok=True)
+        return problems
+
     def _on_streaming(self, up: bool) -> None:
         if self.status != "stopping":
             self.status = "active" if up else "starting"
@@ -86,17 +121,19 @@ class Tenant:
         """Before each (re)connection: publication, slot, database identity."""
         async with self._catalog_lock:
             conn = await self._catalog_conn()
-            await setup.ensure_publication(conn, self.settings.publication_name)
-            created = await setup.ensure_slot(conn, self.settings.slot_name)
+            created_publication = await setup.ensure_publication(conn, self.publication_name)
+            created = await setup.ensure_slot(conn, self.slot_name)
             identity = await setup.database_identity(conn)
-        previous = self._load_state().get("identity")
+        state = self._load_state()
+        previous = state.get("identity")
         if previous is not None and previous != identity and len(self.registry):
             log.warning("database identity changed (%s -> %s): dropping all shapes", previous, identity)
             self.registry.remove_all("the database was replaced or restored")
         elif created and len(self.registry):
             log.warning("replication slot was missing and had to be created: dropping all shapes")
             self.registry.remove_all("the replication slot was lost")
-        self._save_state({"identity": identity})
+        self._save_state({"identity": identity, "created_publication":
+                          bool(state.get("created_publication") or created_publication)})
         self._prepared.set()
 
     def _load_state(self) -> dict:
@@ -139,7 +176,7 @@ class Tenant:
                 return shape
             async with self._catalog_lock:
                 await setup.prepare_table(
-                    await self._catalog_conn(), self.settings.publication_name,
+                    await self._catalog_conn(), self.publication_name,
                     table.schema, table.name,
                 )
             if where is None and definition.where is not None:

@@ -137,6 +137,8 @@ class ShapeApi:
         if live:
             response = await self._live(request, shape, offset)
             if response is None:  # the shape went away while we waited: point at its successor
+                if tenant.removed:
+                    return json_response(404, "Database not found")
                 successor = await tenant.get_or_create(definition, table)
                 return self._must_refetch(successor, request, shape.gone_reason or "")
             return response

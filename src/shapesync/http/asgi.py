@@ -15,6 +15,7 @@ import os
 from urllib.parse import parse_qsl, unquote
 
 from shapesync import __version__
+from shapesync.http.admin import AdminApi
 from shapesync.http.api import ShapeApi
 from shapesync.http.messages import Request, Response, json_response
 
@@ -26,6 +27,7 @@ OTHER_METHODS = "GET, HEAD"
 # Room for a maximal where clause (16,384 characters, up to 3 bytes each once encoded);
 # URLs over 64 KiB never reach the app: http/protocol.py answers those with 414.
 MAX_QUERY_BYTES = 60 * 1024
+MAX_BODY_BYTES = 64 * 1024  # admin requests carry a URL and an id
 # x-request-id: unique per process start and request, without a random read per response.
 _REQUEST_ID_PREFIX = os.urandom(4).hex()
 _request_numbers = itertools.count(1)
@@ -63,8 +65,9 @@ def _parse_request(scope: dict) -> Request | Response:
 
 
 class App:
-    def __init__(self, api: ShapeApi) -> None:
+    def __init__(self, api: ShapeApi, admin: AdminApi | None = None) -> None:
         self.api = api
+        self.admin = admin
 
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -83,6 +86,14 @@ class App:
                 if routed is None:
                     return  # the client left while waiting: free everything now
                 response, allowed = routed
+            elif method == "POST":
+                body = await _read_body(receive)
+                if body is None:
+                    response, allowed = json_response(
+                        413, {"message": f"request body larger than {MAX_BODY_BYTES} bytes"}
+                    ), ADMIN_METHODS
+                else:
+                    response, allowed = await self._route(request, body)
             else:
                 response, allowed = await self._route(request)
         except Exception:
@@ -90,7 +101,7 @@ class App:
             response, allowed = json_response(500, {"error": "internal server error"}), OTHER_METHODS
         await self._send(send, response, method, allowed, request.headers)
 
-    async def _route(self, request: Request) -> tuple[Response, str]:
+    async def _route(self, request: Request, body: bytes = b"") -> tuple[Response, str]:
         method = "GET" if request.method == "HEAD" else request.method
         seg = request.path_segments
         if seg == [""] or seg == []:
@@ -106,6 +117,15 @@ class App:
             return _not_found(), SHAPE_METHODS
         elif seg == ["v1", "health"] and method == "GET":
             return await self.api.health(request), OTHER_METHODS
+        elif seg[:3] == ["v1", "admin", "database"] and len(seg) <= 4 and self.admin is not None:
+            database_id = seg[3] if len(seg) == 4 else None
+            if method == "POST" and database_id is None:
+                return await self.admin.add_database(request, body), ADMIN_METHODS
+            if method == "DELETE":
+                return await self.admin.remove_database(request, database_id), ADMIN_METHODS
+            if method == "OPTIONS":
+                return _preflight(request), ADMIN_METHODS
+            return _not_found(), ADMIN_METHODS
         elif seg[:2] == ["v1", "admin"]:
             return _not_found(), ADMIN_METHODS
         return _not_found(), OTHER_METHODS
@@ -177,6 +197,23 @@ async def _unless_disconnected(work, receive):
         raise
     finally:
         watcher.cancel()
+
+
+async def _read_body(receive) -> bytes | None:
+    """The whole request body, or None when it is larger than MAX_BODY_BYTES."""
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks)
 
 
 async def _wait_disconnect(receive) -> None:

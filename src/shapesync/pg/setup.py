@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import psycopg
@@ -10,17 +11,21 @@ from psycopg import sql
 log = logging.getLogger(__name__)
 
 
-async def ensure_publication(conn: psycopg.AsyncConnection, publication: str) -> None:
+async def ensure_publication(conn: psycopg.AsyncConnection, publication: str) -> bool:
     """Create the publication; on Postgres 18+ make it publish stored generated columns.
 
     Before 18 pgoutput never sends generated columns, so shapes leave them out (see
     ``inspector.load_table``); from 18 on it can, and shapes include them.
+    Returns True when the publication had to be created.
     """
     name = sql.Identifier(publication)
     cur = await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
     if await cur.fetchone() is None:
         await conn.execute(sql.SQL("CREATE PUBLICATION {}").format(name))
         log.info("created publication %s", publication)
+        created = True
+    else:
+        created = False
     if conn.info.server_version >= 180000:
         cur = await conn.execute(
             "SELECT pubgencols::text FROM pg_publication WHERE pubname = %s", (publication,)
@@ -30,6 +35,7 @@ async def ensure_publication(conn: psycopg.AsyncConnection, publication: str) ->
             await conn.execute(
                 sql.SQL("ALTER PUBLICATION {} SET (publish_generated_columns = stored)").format(name)
             )
+    return created
 
 
 async def ensure_slot(conn: psycopg.AsyncConnection, slot: str) -> bool:
@@ -108,3 +114,27 @@ async def drop_slot_when_inactive(conn: psycopg.AsyncConnection, slot: str) -> N
         "WHERE slot_name = %s AND NOT active",
         (slot,),
     )
+
+
+async def drop_slot(conn: psycopg.AsyncConnection, slot: str, timeout: float = 10.0) -> None:
+    """Drop the slot, waiting (up to ``timeout``) for the walsender of our just-closed
+    replication connection to let go of it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        cur = await conn.execute(
+            "SELECT active, active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+        row = await cur.fetchone()
+        if row is None:
+            return
+        if not row[0]:
+            await conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            log.info("dropped replication slot %s", slot)
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"replication slot {slot} is still in use by process {row[1]}")
+        await asyncio.sleep(0.1)
+
+
+async def drop_publication(conn: psycopg.AsyncConnection, publication: str) -> None:
+    await conn.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication)))
+    log.info("dropped publication %s", publication)

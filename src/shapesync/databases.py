@@ -1,0 +1,188 @@
+"""The databases (tenants) a server syncs: validation, naming and the persisted list.
+
+The default database comes from DATABASE_URL / DATABASE_ID on every start; databases
+added through the admin API are kept in ``STORAGE_DIR/state/databases.json`` (it holds
+their URLs, passwords included, so it is written with mode 0600) and started again on
+restart. Nothing here logs or returns a password.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import orjson
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from shapesync.pg.session import session_conninfo
+
+DATABASE_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+DATABASE_ID_RULE = "must be 1 to 64 characters: letters, digits, '_', '-' or '.', not starting with '.' or '-'"
+CHECK_TIMEOUT_S = 5
+_SSLMODES = ("disable", "allow", "prefer", "require")
+MAX_NAME = 63  # Postgres identifiers (slot and publication names)
+
+
+class DatabaseRejected(ValueError):
+    """An Add Database request that cannot be honoured; ``body`` is the 400 response body."""
+
+    def __init__(self, body: object) -> None:
+        super().__init__(str(body))
+        self.body = body
+
+
+def database_id_error(database_id: str) -> str | None:
+    """Why ``database_id`` is not usable (it names a directory and goes in URLs), or None."""
+    return None if DATABASE_ID_PATTERN.fullmatch(database_id) else DATABASE_ID_RULE
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """A validated database URL: the libpq conninfo to use and the database's identity."""
+
+    conninfo: str
+    identity: str  # "<host>:<port>/<dbname>", what two tenants may not share
+
+
+def parse_database_url(url: str) -> DatabaseUrl | str:
+    """The URL checks of the reference (spec 11.4), same messages; a str is the error."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 5432
+    except ValueError as exc:
+        return f"is not a valid URL: {exc}"
+    if parts.scheme not in ("postgres", "postgresql"):
+        return f'has invalid URL scheme: "{parts.scheme}"'
+    if not parts.hostname:
+        return "missing host"
+    user = unquote(parts.username or "")
+    if not user:
+        return "has invalid or missing username"
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    sslmode = query.get("sslmode")
+    if sslmode is not None:
+        if sslmode in ("verify-ca", "verify-full"):
+            return (f'has unsupported "sslmode" value "{sslmode}". Consider using the '
+                    "DATABASE_REQUIRE_SSL configuration option")
+        if sslmode not in _SSLMODES:
+            return f'has invalid "sslmode" value: "{sslmode}"'
+    elif "replication" in query:
+        return ('has unsupported "replication" query option. Electric opens both a replication '
+                "connection and regular connections to Postgres as needed")
+    elif query:
+        return "has unsupported query options: " + ", ".join(f'"{k}"' for k in sorted(query))
+    dbname = unquote(parts.path.lstrip("/")) or user
+    params = {"host": parts.hostname, "port": str(port), "user": user, "dbname": dbname}
+    if parts.password is not None:
+        params["password"] = unquote(parts.password)
+    if sslmode is not None:
+        params["sslmode"] = sslmode
+    return DatabaseUrl(make_conninfo(**params), f"{parts.hostname}:{port}/{dbname}")
+
+
+def identity_of(dsn: str) -> str:
+    """``host:port/dbname`` of a conninfo string or URL (as the reference compares them)."""
+    params = conninfo_to_dict(dsn)
+    host = params.get("host") or "localhost"
+    return f"{host}:{params.get('port') or 5432}/{params.get('dbname') or params.get('user') or ''}"
+
+
+def replication_names(stream_id: str, database_id: str, default: bool) -> tuple[str, str]:
+    """(slot, publication) for a database.
+
+    The default database keeps the reference's names (``electric_slot_<stream_id>``), so
+    an existing deployment keeps its slot. Every added database gets a suffix made from
+    its id (readable part + hash): slot names are global to a Postgres cluster, and two
+    databases of one cluster must never share a slot.
+    """
+    slot, publication = f"electric_slot_{stream_id}", f"electric_publication_{stream_id}"
+    if default:
+        return slot, publication
+    readable = re.sub(r"[^a-z0-9_]", "_", database_id.lower())[:16]
+    digest = hashlib.sha256(database_id.encode()).hexdigest()[:8]
+    suffix = f"_{readable}_{digest}"
+    return slot[: MAX_NAME - len(suffix)] + suffix, publication[: MAX_NAME - len(suffix)] + suffix
+
+
+async def check_database(conninfo: str) -> str | None:
+    """Connect once and check what replication needs; the problem as a sentence, or None."""
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            session_conninfo(conninfo), autocommit=True, connect_timeout=CHECK_TIMEOUT_S)
+    except psycopg.Error as exc:
+        # libpq messages name host and port, never the password
+        return f"could not connect: {str(exc).strip() or type(exc).__name__}"
+    try:
+        async with conn:
+            cur = await conn.execute(
+                "SELECT current_setting('wal_level'), r.rolsuper, r.rolreplication, "
+                "has_database_privilege(current_database(), 'CREATE') "
+                "FROM pg_roles r WHERE r.rolname = current_user")
+            wal_level, superuser, replication, can_create = await cur.fetchone()
+    except psycopg.Error as exc:
+        return f"could not inspect the database: {str(exc).strip()}"
+    if wal_level != "logical":
+        return (f"has wal_level = {wal_level}; logical replication needs wal_level = logical "
+                "(ALTER SYSTEM SET wal_level = logical, then restart Postgres)")
+    if not (superuser or replication):
+        return "names a role without the REPLICATION attribute (ALTER ROLE ... WITH REPLICATION)"
+    if not (superuser or can_create):
+        return "names a role that may not CREATE in the database (needed for the publication)"
+    return None
+
+
+@dataclass(frozen=True)
+class StoredDatabase:
+    id: str
+    url: str
+    use_ipv6: bool = False
+
+
+class DatabaseStore:
+    """The databases added through the admin API, in one small JSON file."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / "databases.json"
+
+    def load(self) -> list[StoredDatabase]:
+        try:
+            entries = orjson.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return []
+        return [StoredDatabase(e["id"], e["url"], bool(e.get("use_ipv6"))) for e in entries]
+
+    def save(self, databases: list[StoredDatabase]) -> None:
+        """Atomically, durably, readable by the owner only (the URLs hold passwords)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        data = orjson.dumps([{"id": d.id, "url": d.url, "use_ipv6": d.use_ipv6}
+                             for d in databases])
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def with_ipv6(conninfo: str) -> str:
+    """The conninfo with ``hostaddr`` set to the host's IPv6 address (DATABASE_USE_IPV6);
+    raises OSError when the host has none."""
+    params = conninfo_to_dict(conninfo)
+    host = params.get("host") or "localhost"
+    infos = socket.getaddrinfo(host, int(params.get("port") or 5432), socket.AF_INET6,
+                               socket.SOCK_STREAM)
+    params["hostaddr"] = infos[0][4][0]
+    return make_conninfo(**params)
