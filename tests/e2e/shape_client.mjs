@@ -3,7 +3,8 @@
 //   node shape_client.mjs <base-url> <table> [<options-json>]
 //
 // <options-json>, if given, is an object whose `where` (string) and `columns` (array of names,
-// quoted where needed, e.g. ["id", "\"MixedCase\""]) are passed on to ShapeStream.
+// quoted where needed, e.g. ["id", "\"MixedCase\""]) are passed on to ShapeStream, and whose
+// `databaseId` is sent as the `database_id` parameter.
 //
 // stdout: one JSON line per Shape update: {"<row key>": <row value>, ...}, values as the client
 //         parsed them (int8 -> BigInt, printed as a string).
@@ -19,7 +20,7 @@ if (!base || !table) {
   process.stderr.write(`usage: node shape_client.mjs <base-url> <table> [<options-json>]\n`)
   process.exit(2)
 }
-const { where, columns } = optionsJson ? JSON.parse(optionsJson) : {}
+const { where, columns, databaseId } = optionsJson ? JSON.parse(optionsJson) : {}
 
 const toJson = (value) =>
   JSON.stringify(value, (_key, v) => (typeof v === `bigint` ? v.toString() : v))
@@ -61,7 +62,10 @@ const loggingFetch = async (...args) => {
 }
 
 const stream = new ShapeStream({
-  url: `${base}/v1/shape/${table}`,
+  // the client keeps query parameters of its URL: that is how it names a database
+  url:
+    `${base}/v1/shape/${table}` +
+    (databaseId ? `?database_id=${encodeURIComponent(databaseId)}` : ``),
   where,
   columns,
   fetchClient: loggingFetch,

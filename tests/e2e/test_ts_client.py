@@ -156,7 +156,8 @@ def ts_client(server):
     clients: list[TsShapeClient] = []
 
     def start(table: str, **options) -> TsShapeClient:
-        """``options``: ShapeStream's ``where`` (str) and ``columns`` (list of str)."""
+        """``options``: ShapeStream's ``where`` (str) and ``columns`` (list of str), and
+        ``databaseId`` (str)."""
         client = TsShapeClient(server.url, table, options)
         clients.append(client)
         return client
@@ -528,3 +529,41 @@ def test_ts_client_filtered_shape_survives_rotation(server, db, ts_client, shape
     errors = [e for e in client.events
               if e.get("event") not in ("request", "response", "update")]
     assert not errors, errors
+
+
+def test_ts_clients_on_two_databases_one_removed(server, db, pg_cluster, ts_client):
+    """Add Database, the official client on each database (database_id in its URL), then
+    Remove Database while both are live: the removed one's client gets a 404 error, the
+    other keeps following."""
+    from shapesync.pg.session import session_conninfo
+    from tests.conftest import create_database, drop_database
+
+    name = create_database(pg_cluster)
+    try:
+        url = f"postgresql://postgres@127.0.0.1:{pg_cluster.port}/{name}"
+        r = httpx.post(f"{server.url}/v1/admin/database",
+                       json={"database_url": url, "database_id": "other"}, timeout=30)
+        assert (r.status_code, r.json()) == (200, "other"), r.text
+        server.wait_healthy(database_id="other")
+        import psycopg
+
+        with psycopg.connect(session_conninfo(pg_cluster.dsn(name)), autocommit=True) as other:
+            create_items(db)
+            create_items(other)
+            other.execute("UPDATE items SET title = 'in the other database' WHERE id = 1")
+            main_client = ts_client("items", databaseId="test_db")
+            other_client = ts_client("items", databaseId="other")
+            main_client.wait_rows(expected_rows(db, "items"), "default database")
+            other_client.wait_rows(expected_rows(other, "items"), "added database")
+            other.execute("DELETE FROM items WHERE id = 3")
+            other_client.wait_rows(expected_rows(other, "items"), "live on the added database")
+            other_client.wait_long_polling("before removal")
+
+            r = httpx.delete(f"{server.url}/v1/admin/database/other", timeout=30)
+            assert r.status_code == 200
+            error = other_client.wait_event(lambda e: e.get("event") == "error", "404 error")
+            assert error["status"] == 404, error
+            db.execute("INSERT INTO items VALUES (9, 'still live', false, 9, NULL)")
+            main_client.wait_rows(expected_rows(db, "items"), "default database after removal")
+    finally:
+        drop_database(pg_cluster, name)
