@@ -153,9 +153,13 @@ class DatabaseStore:
     def load(self) -> list[StoredDatabase]:
         try:
             entries = orjson.loads(self.path.read_bytes())
+            return [StoredDatabase(e["id"], e["url"], bool(e.get("use_ipv6"))) for e in entries]
         except FileNotFoundError:
             return []
-        return [StoredDatabase(e["id"], e["url"], bool(e.get("use_ipv6"))) for e in entries]
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            # Written atomically, so this is damage from outside: refuse to guess which
+            # databases to serve (and whose shapes to keep) rather than drop some silently.
+            raise RuntimeError(f"{self.path} is unreadable ({exc}); fix or remove it") from None
 
     def save(self, databases: list[StoredDatabase]) -> None:
         """Atomically, durably, readable by the owner only (the URLs hold passwords)."""

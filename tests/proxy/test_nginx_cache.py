@@ -186,3 +186,10 @@ def test_ts_client_through_the_proxy_after_entries_expire_and_are_revalidated(
     print(f"\n{len(revalidated)} responses revalidated by a 304 from shapesync")
     assert revalidated and all(line["upstream"] == "304" for line in revalidated), \
         proxy.log_lines()
+
+
+def test_the_admin_api_is_not_reachable_through_the_proxy(items, proxy):
+    for method, path in (("POST", "/v1/admin/database"), ("DELETE", "/v1/admin/database/x")):
+        r = httpx.request(method, f"{proxy.url}{path}", json={"database_url": "postgresql://u@h/d"})
+        assert r.status_code == 403, (method, path, r.status_code)
+    assert proxy.upstream_requests("/v1/admin") == []
