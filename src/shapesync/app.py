@@ -118,8 +118,10 @@ class Service:
             tenant = self.tenants.pop(database_id, None)
             if tenant is None:
                 return False
-            self.store.save([d for d in self.store.load() if d.id != database_id])
             for problem in await tenant.remove():
                 log.warning("database %s: %s", database_id, problem)
+            # Forgotten last: a crash during removal brings the database back on restart
+            # (and it can be removed again) instead of leaving its slot holding WAL forever.
+            self.store.save([d for d in self.store.load() if d.id != database_id])
             log.info("database %s removed", database_id)
             return True

@@ -291,3 +291,34 @@ def test_add_database_refuses_a_server_without_logical_replication(server):
                          params={"database_id": "r"}).status_code == 404
     finally:
         cluster.stop("immediate")
+
+
+@pytest.mark.slow
+def test_removing_a_database_whose_postgres_is_down(server):
+    """Removal still completes (the database is gone from the server and its shape logs are
+    deleted); the slot that could not be dropped is named in a warning."""
+    base = Path(tempfile.mkdtemp(prefix="shapesync-test-gone-"))
+    os.chmod(base, 0o755)
+    cluster = EmbeddedPostgres(base / "data", fast=True)
+    cluster.start()
+    try:
+        with connect(cluster, "postgres") as conn:
+            conn.execute("CREATE TABLE items (id int PRIMARY KEY, title text)")
+        assert add(server, {"database_url": url_of(cluster, "postgres"),
+                            "database_id": "gone"}).status_code == 200
+        server.wait_healthy(database_id="gone")
+        ShapeFollower(server.url, "items", {"database_id": "gone"}).sync()
+        assert (server.storage / "shapes" / "gone").exists()
+        cluster.stop("immediate")
+
+        r = httpx.delete(f"{server.url}/v1/admin/database/gone", timeout=30)
+        assert (r.status_code, r.json()) == (200, "gone")
+        assert not (server.storage / "shapes" / "gone").exists()
+        assert httpx.get(f"{server.url}/v1/health", params={"database_id": "gone"}).status_code == 404
+        assert "were not dropped" in server.logs()
+        # restarted, the server does not bring it back
+        server.stop()
+        server.start()
+        assert httpx.get(f"{server.url}/v1/health", params={"database_id": "gone"}).status_code == 404
+    finally:
+        cluster.stop("immediate")
