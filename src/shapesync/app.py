@@ -46,7 +46,7 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.tenants: dict[str, Tenant] = {}
-        self.store = DatabaseStore(settings.storage_dir / "state")
+        self.store = DatabaseStore(settings.storage_dir)
         self._admin_lock = asyncio.Lock()
         self.api = ShapeApi(
             self.tenants,
@@ -69,10 +69,16 @@ class Service:
                             "using DATABASE_URL", stored.id)
                 continue
             try:
-                dsn = self._connection_string(stored)
+                dsn = await self._connection_string(stored)
             except DatabaseRejected as exc:
-                log.error("database %s cannot be started: %s", stored.id, exc.body)
-                continue
+                # e.g. DNS down for now: libpq resolves the name itself on every attempt
+                log.warning("database %s: %s; connecting without the IPv6 preference",
+                            stored.id, exc.body)
+                parsed = parse_database_url(stored.url)
+                if isinstance(parsed, str):
+                    log.error("database %s cannot be started: %s", stored.id, parsed)
+                    continue
+                dsn = parsed.conninfo
             tenant = Tenant(stored.id, dsn, self.settings, default=False)
             self.tenants[stored.id] = tenant
             await tenant.start()
@@ -82,14 +88,14 @@ class Service:
 
     # -- admin: Add Database / Remove Database ------------------------------------------
     @staticmethod
-    def _connection_string(stored: StoredDatabase) -> str:
+    async def _connection_string(stored: StoredDatabase) -> str:
         parsed = parse_database_url(stored.url)
         if isinstance(parsed, str):
             raise DatabaseRejected({"database_url": [parsed]})
         if not stored.use_ipv6:
             return parsed.conninfo
         try:
-            return with_ipv6(parsed.conninfo)
+            return await with_ipv6(parsed.conninfo)
         except OSError as exc:
             raise DatabaseRejected({"database_url": [f"has no IPv6 address: {exc}"]}) from None
 
@@ -98,7 +104,7 @@ class Service:
         async with self._admin_lock:
             if stored.id in self.tenants:
                 raise DatabaseRejected(f"Database {stored.id} already exists.")
-            dsn = self._connection_string(stored)
+            dsn = await self._connection_string(stored)
             identity = identity_of(dsn)
             if any(identity_of(t.dsn) == identity for t in self.tenants.values()):
                 raise DatabaseRejected(

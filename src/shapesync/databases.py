@@ -1,13 +1,14 @@
 """The databases (tenants) a server syncs: validation, naming and the persisted list.
 
 The default database comes from DATABASE_URL / DATABASE_ID on every start; databases
-added through the admin API are kept in ``STORAGE_DIR/state/databases.json`` (it holds
+added through the admin API are kept in ``STORAGE_DIR/databases.json`` (it holds
 their URLs, passwords included, so it is written with mode 0600) and started again on
 restart. Nothing here logs or returns a password.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -55,8 +56,8 @@ def parse_database_url(url: str) -> DatabaseUrl | str:
     try:
         parts = urlsplit(url)
         port = parts.port or 5432
-    except ValueError as exc:
-        return f"is not a valid URL: {exc}"
+    except ValueError:
+        return "is not a valid URL"  # not the parser's text: it can quote a password
     if parts.scheme not in ("postgres", "postgresql"):
         return f'has invalid URL scheme: "{parts.scheme}"'
     if not parts.hostname:
@@ -145,10 +146,13 @@ class StoredDatabase:
 
 
 class DatabaseStore:
-    """The databases added through the admin API, in one small JSON file."""
+    """The databases added through the admin API, in one small JSON file.
 
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / "databases.json"
+    ``STORAGE_DIR/databases.json``, outside ``state/`` where each database keeps
+    ``<id>.json``: no database id can name the same file."""
+
+    def __init__(self, storage_dir: Path) -> None:
+        self.path = storage_dir / "databases.json"
 
     def load(self) -> list[StoredDatabase]:
         try:
@@ -181,12 +185,12 @@ class DatabaseStore:
             os.close(dir_fd)
 
 
-def with_ipv6(conninfo: str) -> str:
+async def with_ipv6(conninfo: str) -> str:
     """The conninfo with ``hostaddr`` set to the host's IPv6 address (DATABASE_USE_IPV6);
-    raises OSError when the host has none."""
+    raises OSError when the host has none. The lookup runs off the event loop."""
     params = conninfo_to_dict(conninfo)
     host = params.get("host") or "localhost"
-    infos = socket.getaddrinfo(host, int(params.get("port") or 5432), socket.AF_INET6,
-                               socket.SOCK_STREAM)
+    infos = await asyncio.get_running_loop().getaddrinfo(
+        host, int(params.get("port") or 5432), family=socket.AF_INET6, type=socket.SOCK_STREAM)
     params["hostaddr"] = infos[0][4][0]
     return make_conninfo(**params)

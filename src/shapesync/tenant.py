@@ -52,6 +52,7 @@ class Tenant:
         self.registry = ShapeRegistry(settings.storage_dir / "shapes" / database_id,
                                       settings.chunk_bytes_threshold)
         self.status = "starting"
+        self.closed = False  # stopped: no new shapes, connections or reads
         self.removed = False
         self.replication = ReplicationClient(
             dsn, self.slot_name, self.publication_name, self,
@@ -74,14 +75,16 @@ class Tenant:
 
     async def stop(self) -> None:
         self.status = "stopping"
+        self.closed = True
         for shape in list(self.registry.by_id.values()):
             shape.notify()  # live waiters answer now instead of holding shutdown
         await self.replication.stop()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        for task in list(self._tasks):
-            task.cancel()
+        async with self._create_lock:  # a shape being created now gets its task first
+            for task in list(self._tasks):
+                task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._dirty:
             await self.flush()
@@ -121,10 +124,13 @@ class Tenant:
         """Before each (re)connection: publication, slot, database identity."""
         async with self._catalog_lock:
             conn = await self._catalog_conn()
-            created_publication = await setup.ensure_publication(conn, self.publication_name)
+            state = self._load_state()
+            if await setup.ensure_publication(conn, self.publication_name):
+                # saved at once: a removal that interrupts us must know to drop it
+                state["created_publication"] = True
+                self._save_state(state)
             created = await setup.ensure_slot(conn, self.slot_name)
             identity = await setup.database_identity(conn)
-        state = self._load_state()
         previous = state.get("identity")
         if previous is not None and previous != identity and len(self.registry):
             log.warning("database identity changed (%s -> %s): dropping all shapes", previous, identity)
@@ -132,8 +138,7 @@ class Tenant:
         elif created and len(self.registry):
             log.warning("replication slot was missing and had to be created: dropping all shapes")
             self.registry.remove_all("the replication slot was lost")
-        self._save_state({"identity": identity, "created_publication":
-                          bool(state.get("created_publication") or created_publication)})
+        self._save_state({**state, "identity": identity})
         self._prepared.set()
 
     def _load_state(self) -> dict:
@@ -149,6 +154,8 @@ class Tenant:
         tmp.replace(self.state_path)
 
     async def _catalog_conn(self) -> psycopg.AsyncConnection:
+        if self.closed:
+            raise NotReady("the database was removed" if self.removed else "shutting down")
         if self._catalog is None or self._catalog.closed or self._catalog.broken:
             self._catalog = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
         return self._catalog
@@ -171,6 +178,8 @@ class Tenant:
     async def get_or_create(self, definition: ShapeDefinition, table: TableInfo,
                             where: CompiledWhere | None = None) -> Shape:
         async with self._create_lock:
+            if self.closed:
+                raise NotReady("the database was removed" if self.removed else "shutting down")
             shape = self.registry.get(definition)
             if shape is not None:
                 return shape

@@ -205,7 +205,7 @@ def test_several_databases_add_sync_remove_restart(server, db, pg_cluster, extra
     assert (r.status_code, r.json()) == (404, f"Database {c_id} not found.")
 
     # the list of databases is private (it holds the password) and survives kill -9
-    stored = server.storage / "state" / "databases.json"
+    stored = server.storage / "databases.json"
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600
     ids = {d: f.shape_id for d, f in followers.items() if d != c_id}
     server.kill()
@@ -322,3 +322,91 @@ def test_removing_a_database_whose_postgres_is_down(server):
         assert httpx.get(f"{server.url}/v1/health", params={"database_id": "gone"}).status_code == 404
     finally:
         cluster.stop("immediate")
+
+
+# -- requests in flight while their database is removed (in-process, to control timing) --
+
+def _in_process_service(database: str, storage: Path):
+    from shapesync.app import Service
+    from shapesync.config import Settings
+
+    return Service(Settings(database_url=database, database_id="a", storage_dir=storage))
+
+
+def test_a_request_in_flight_during_removal_gets_404_and_opens_nothing(database, tmp_path):
+    import asyncio
+
+    from shapesync.http.messages import Request
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+
+    async def scenario():
+        service = _in_process_service(database, tmp_path)
+        await service.start()
+        tenant = service.tenants["a"]
+        await asyncio.wait_for(tenant._prepared.wait(), 10)
+        await tenant._catalog_lock.acquire()  # another request's catalog query in flight
+        request = Request("GET", ["v1", "shape", "items"],
+                          {"offset": ["-1"], "database_id": ["a"]}, {})
+        pending = asyncio.create_task(service.api.get_shape(request, "items"))
+        await asyncio.sleep(0.05)  # it resolved database "a" and waits for the catalog
+        assert await service.remove_database("a")
+        tenant._catalog_lock.release()
+        response = await pending
+        reopened = tenant._catalog is not None and not tenant._catalog.closed
+        await service.stop()
+        return response, reopened
+
+    response, reopened = asyncio.run(scenario())
+    assert (response.status, response.body) == (404, b'"Database not found"')
+    assert not reopened, "the removed database's catalog connection was opened again"
+
+
+def test_a_catch_up_in_flight_during_removal_never_reads_reused_descriptors(database, tmp_path):
+    """The shape's log fds are closed by the removal and their numbers reused by other
+    files: the request must get 404, never those files' bytes."""
+    import asyncio
+
+    from shapesync.http.messages import Request
+
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+
+    async def scenario():
+        service = _in_process_service(database, tmp_path)
+        await service.start()
+        tenant = service.tenants["a"]
+        await asyncio.wait_for(tenant._prepared.wait(), 10)
+        first = await service.api.get_shape(
+            Request("GET", [], {"offset": ["-1"], "database_id": ["a"]}, {}), "items")
+        await first.body.aclose()
+        shape_id = first.headers["electric-shape-id"]
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("INSERT INTO items VALUES (1, 'mine')")
+        shape = tenant.registry.by_id[shape_id]
+        for _ in range(200):
+            if shape.log.last_offset.key:
+                break
+            await asyncio.sleep(0.05)
+        tenant._tables.clear()  # as after a Relation message: the next request reloads
+        await tenant._catalog_lock.acquire()
+        request = Request("GET", [], {"offset": ["0_0"], "shape_id": [shape_id],
+                                      "database_id": ["a"]}, {})
+        pending = asyncio.create_task(service.api.get_shape(request, "items"))
+        await asyncio.sleep(0.05)
+        assert await service.remove_database("a")
+        other = tmp_path / "other.json"
+        other.write_bytes(b',{"value":{"secret":"of another database"}}' * 4)
+        fds = [os.open(other, os.O_RDONLY) for _ in range(8)]
+        tenant._catalog_lock.release()
+        try:
+            response = await pending
+        finally:
+            for fd in fds:
+                os.close(fd)
+            await service.stop()
+        return response
+
+    response = asyncio.run(scenario())
+    assert (response.status, response.body) == (404, b'"Database not found"')

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import stat
 
@@ -45,6 +46,25 @@ def test_bad_ports_are_reported_not_raised(url):
     assert isinstance(parse_database_url(url), str)
 
 
+def test_an_unparsable_url_is_not_quoted_back():
+    # an unescaped "/" in the password makes the rest look like host:port
+    assert parse_database_url("postgresql://app:s3cr3t/xyz@db/app") == "is not a valid URL"
+
+
+def test_the_database_list_cannot_collide_with_a_databases_state_file(tmp_path):
+    from shapesync.config import Settings
+    from shapesync.tenant import Tenant
+
+    store = DatabaseStore(tmp_path)
+    entries = [StoredDatabase("other", "postgresql://u@h1/d"),
+               StoredDatabase("databases", "postgresql://u@h2/d")]
+    store.save(entries)
+    tenant = Tenant("databases", "postgresql://u@h2/d", Settings(storage_dir=tmp_path),
+                    default=False)
+    tenant._save_state({"identity": "x"})
+    assert store.load() == entries
+
+
 def test_identity_of_conninfo_and_url_agree():
     parsed = parse_database_url("postgresql://postgres@127.0.0.1:5433/app")
     assert identity_of(parsed.conninfo) == "127.0.0.1:5433/app"
@@ -78,15 +98,15 @@ def test_added_databases_get_unique_valid_names():
 
 
 def test_with_ipv6_sets_hostaddr():
-    conninfo = with_ipv6("host=::1 port=5432 user=u dbname=d")
+    conninfo = asyncio.run(with_ipv6("host=::1 port=5432 user=u dbname=d"))
     assert conninfo_to_dict(conninfo)["hostaddr"] == "::1"
     with pytest.raises(OSError):
-        with_ipv6("host=127.0.0.1 port=5432 user=u dbname=d")
+        asyncio.run(with_ipv6("host=127.0.0.1 port=5432 user=u dbname=d"))
     assert issubclass(socket.gaierror, OSError)
 
 
 def test_store_round_trip_is_private(tmp_path):
-    store = DatabaseStore(tmp_path / "state")
+    store = DatabaseStore(tmp_path)
     assert store.load() == []
     entries = [StoredDatabase("a", "postgresql://u:secret@h/d"), StoredDatabase("b", "postgresql://u@h2/d", True)]
     store.save(entries)

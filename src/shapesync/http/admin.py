@@ -34,7 +34,8 @@ class AdminApi:
     async def add_database(self, request: Request, raw_body: bytes) -> Response:
         if raw_body.strip():
             content_type = (request.header_values("content-type") or [""])[0]
-            if content_type.split(";")[0].strip().lower() != "application/json":
+            media_type = content_type.split(";")[0].strip().lower()
+            if media_type not in ("application/json", ""):  # no content-type: try JSON
                 return json_response(415, {"message": "the body must be JSON "
                                                       "(content-type: application/json)"})
             try:

@@ -89,10 +89,20 @@ class ShapeApi:
         return built[0], table, built[1]
 
     # -- GET /v1/shape/:root_table -----------------------------------------------------------
-    async def get_shape(self, request: Request, root_table: str, retry: bool = True) -> Response:
+    async def get_shape(self, request: Request, root_table: str) -> Response:
         tenant = self.resolve_tenant(request)
         if isinstance(tenant, Response):
             return tenant
+        try:
+            return await self._get_shape(tenant, request, root_table)
+        except NotReady as exc:
+            # Removed (or shutting down) while this request was in flight.
+            if tenant.removed:
+                return json_response(404, "Database not found")
+            return json_response(503, {"message": f"Database is not ready: {exc}"})
+
+    async def _get_shape(self, tenant: Tenant, request: Request, root_table: str,
+                         retry: bool = True) -> Response:
         errors: dict[str, list[str]] = {}
         raw_offset = request.param("offset")
         offset: LogOffset | None = None
@@ -111,15 +121,13 @@ class ShapeApi:
                 errors["shape_id"] = ["can't be blank when offset != -1"]
             if offset.is_before_all and live:
                 errors["live"] = ["can't be true when offset == -1"]
-        try:
-            definition, table, where = await self._definition(tenant, root_table, request, errors)
-        except NotReady as exc:
-            return json_response(503, {"message": f"Database is not ready: {exc}"})
+        definition, table, where = await self._definition(tenant, root_table, request, errors)
         if errors:
             return json_response(400, errors)
         assert offset is not None and definition is not None and table is not None
 
         resolved = await self._resolve(tenant, definition, table, where, shape_id)
+        _check_open(tenant)
         if isinstance(resolved, Response):
             return resolved
         shape = resolved
@@ -129,16 +137,18 @@ class ShapeApi:
             try:
                 await shape.wait_snapshot()
             except ShapeGone:
+                _check_open(tenant)
                 if retry:  # deleted while its snapshot ran: serve a fresh one
-                    return await self.get_shape(request, root_table, retry=False)
+                    return await self._get_shape(tenant, request, root_table, retry=False)
                 return self._must_refetch(shape, request, shape.gone_reason or "")
             except Exception:  # noqa: BLE001 - snapshot failure
+                _check_open(tenant)
                 return json_response(500, {"error": "Failed creating or fetching the snapshot"})
+            _check_open(tenant)
         if live:
             response = await self._live(request, shape, offset)
             if response is None:  # the shape went away while we waited: point at its successor
-                if tenant.removed:
-                    return json_response(404, "Database not found")
+                _check_open(tenant)
                 successor = await tenant.get_or_create(definition, table)
                 return self._must_refetch(successor, request, shape.gone_reason or "")
             return response
@@ -189,7 +199,7 @@ class ShapeApi:
         log_bytes = shape.log.read(offset, chunk_end)
         tail = (log_bytes + b"," + UP_TO_DATE) if up_to_date else log_bytes
         if offset.is_before_all:
-            return Response(200, headers, _snapshot_body(shape, tail))
+            return Response(200, headers, _SnapshotBody(shape.snapshot_path, tail))
         return Response(200, headers, b"[" + tail[1:] + b"]")
 
     async def _live(self, request: Request, shape: Shape, offset: LogOffset) -> Response | None:
@@ -214,7 +224,7 @@ class ShapeApi:
             if shape.gone_reason or shape.log.closed:
                 return None
             changed = shape.change_event()
-            chunk_end, body, up_to_date = shape.live_answer(offset)
+            chunk_end, body, up_to_date = shape.live_answer(offset, share=True)
         return self._live_response(request, shape, 200, chunk_end, body, up_to_date)
 
     def _live_response(self, request: Request, shape: Shape, status: int, chunk_end: LogOffset,
@@ -253,20 +263,41 @@ class ShapeApi:
         return Response(202, {"content-type": JSON})
 
 
-async def _snapshot_body(shape: Shape, log_tail: bytes) -> AsyncIterator[bytes]:
-    """``[`` + snapshot items + log items ``]``, streamed from the stored bytes."""
-    first = True
-    fd = os.open(shape.snapshot_path, os.O_RDONLY)
-    try:
-        while block := os.read(fd, _READ_BLOCK):
+def _check_open(tenant: Tenant) -> None:
+    """After an await: the database may have been removed or stopped meanwhile."""
+    if tenant.closed:
+        raise NotReady("the database was removed" if tenant.removed else "shutting down")
+
+
+class _SnapshotBody:
+    """``[`` + snapshot items + log items ``]``, streamed from the stored bytes.
+
+    The snapshot is opened when the response is built, in step with the log read, so a
+    shape deleted while its body streams stays readable (unlinked) to the end; ``aclose``
+    releases it whether or not the body was ever iterated.
+    """
+
+    def __init__(self, path, log_tail: bytes) -> None:
+        self.fd: int | None = os.open(path, os.O_RDONLY)
+        self.log_tail = log_tail
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        first = True
+        while self.fd is not None and (block := os.read(self.fd, _READ_BLOCK)):
             yield (b"[" + block[1:]) if first else block
             first = False
-    finally:
-        os.close(fd)
-    if first:
-        yield b"[" + log_tail[1:] + b"]"
-    else:
-        yield log_tail + b"]"
+        if first:
+            yield b"[" + self.log_tail[1:] + b"]"
+        else:
+            yield self.log_tail + b"]"
+
+    async def aclose(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 __all__ = ["ShapeApi", "BEFORE_ALL"]

@@ -110,5 +110,10 @@ class ShapeRegistry:
             self.remove(shape, reason)
 
     def close(self) -> None:
+        """Close every log and forget the shapes: a request still in flight for this
+        database must find nothing, never a shape whose file descriptors are closed."""
         for shape in self.by_id.values():
             shape.log.close()
+        self.by_id.clear()
+        self.by_key.clear()
+        self.by_table.clear()

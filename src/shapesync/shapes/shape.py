@@ -41,6 +41,7 @@ class ShapeDefinition:
 
 
 UP_TO_DATE = b'{"headers":{"control":"up-to-date"}}'
+MAX_SHARED_LIVE_ANSWERS = 8
 
 
 class ShapeGone(Exception):
@@ -148,12 +149,14 @@ class Shape:
         self._live_answers = {}
         event.set()
 
-    def live_answer(self, after: LogOffset) -> tuple[LogOffset, bytes, bool]:
+    def live_answer(self, after: LogOffset, share: bool = False) -> tuple[LogOffset, bytes, bool]:
         """(chunk end, items as ``[...]`` or empty, up to date) for a long-poll at ``after``.
 
-        Built once per offset and log length, then shared: one change wakes every long-poll
-        waiting on the shape, and those at the same offset (nearly all of them) get the
-        same bytes instead of each reading the log and joining a body again.
+        With ``share`` (a waiter woken by a change) the answer is kept until the next
+        change: one change wakes every long-poll on the shape, and those at the same
+        offset (nearly all of them) get the same bytes instead of each reading the log and
+        joining a body again. Only a few offsets are kept, so requests at many old offsets
+        cannot pin many chunks in memory.
         """
         last = self.log.last_offset.key
         cached = self._live_answers.get(after.key)
@@ -163,7 +166,10 @@ class Shape:
         data = self.log.read(after, chunk_end)
         up_to_date = chunk_end.key == last
         body = b"[" + data[1:] + (b"," + UP_TO_DATE if up_to_date else b"") + b"]" if data else b""
-        self._live_answers[after.key] = (last, chunk_end, body, up_to_date)
+        if share and body:
+            if len(self._live_answers) >= MAX_SHARED_LIVE_ANSWERS:
+                self._live_answers = {}
+            self._live_answers[after.key] = (last, chunk_end, body, up_to_date)
         return chunk_end, body, up_to_date
 
     def invalidate(self, reason: str) -> None:

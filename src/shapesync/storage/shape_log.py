@@ -147,6 +147,8 @@ class ShapeLog:
 
     def read(self, after: LogOffset, upto: LogOffset) -> bytes:
         """Items with ``after < offset <= upto`` as ``,{...},{...}`` (empty if none)."""
+        if self.closed:  # its descriptor numbers may already belong to other files
+            raise ValueError(f"shape log {self.directory} is closed")
         lo = bisect.bisect_right(self._keys, after.key, 0, self._visible)
         hi = bisect.bisect_right(self._keys, upto.key, 0, self._visible)
         if hi <= lo:
