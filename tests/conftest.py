@@ -23,12 +23,18 @@ from shapesync.embedded_pg import EmbeddedPostgres
 REPO = Path(__file__).resolve().parent.parent
 
 
+def start_cluster(prefix: str = "shapesync-test-", **options) -> EmbeddedPostgres:
+    """A new throwaway cluster (fsync off), started; ``options`` go to EmbeddedPostgres."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    os.chmod(base, 0o755)
+    cluster = EmbeddedPostgres(base / "data", fast=True, **options)
+    cluster.start()
+    return cluster
+
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[EmbeddedPostgres]:
-    base = Path(tempfile.mkdtemp(prefix="shapesync-test-"))
-    os.chmod(base, 0o755)
-    cluster = EmbeddedPostgres(base / "data", fast=True)
-    cluster.start()
+    cluster = start_cluster()
     yield cluster
     cluster.stop("immediate")
 

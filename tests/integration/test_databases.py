@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 
 from shapesync.embedded_pg import EmbeddedPostgres
 from shapesync.pg.session import session_conninfo
-from tests.conftest import create_database, drop_database
+from tests.conftest import create_database, drop_database, start_cluster
 from tests.helpers import ShapeFollower, table_rows
 
 MULTIPLE = ("Database ID was not provided and there are multiple databases. Please specify a "
@@ -29,10 +28,7 @@ MULTIPLE = ("Database ID was not provided and there are multiple databases. Plea
 
 @pytest.fixture(scope="module")
 def cluster_b() -> Iterator[EmbeddedPostgres]:
-    base = Path(tempfile.mkdtemp(prefix="shapesync-test-b-"))
-    os.chmod(base, 0o755)
-    cluster = EmbeddedPostgres(base / "data", fast=True)
-    cluster.start()
+    cluster = start_cluster("shapesync-test-b-")
     yield cluster
     cluster.stop("immediate")
 
@@ -236,10 +232,7 @@ def test_several_databases_add_sync_remove_restart(server, db, pg_cluster, extra
 def test_a_database_that_goes_down_does_not_stall_the_others(server, db, tmp_path):
     """Database "b" lives in its own cluster, which is stopped: the default database keeps
     serving live changes at once; when b's Postgres is back, b resumes."""
-    base = Path(tempfile.mkdtemp(prefix="shapesync-test-down-"))
-    os.chmod(base, 0o755)
-    cluster = EmbeddedPostgres(base / "data", fast=True)
-    cluster.start()
+    cluster = start_cluster("shapesync-test-down-")
     try:
         with connect(cluster, "postgres") as conn_b:
             conn_b.execute("CREATE TABLE items (id int PRIMARY KEY, title text)")
@@ -277,10 +270,7 @@ def test_a_database_that_goes_down_does_not_stall_the_others(server, db, tmp_pat
 
 @pytest.mark.slow
 def test_add_database_refuses_a_server_without_logical_replication(server):
-    base = Path(tempfile.mkdtemp(prefix="shapesync-test-replica-"))
-    os.chmod(base, 0o755)
-    cluster = EmbeddedPostgres(base / "data", fast=True, settings={"wal_level": "replica"})
-    cluster.start()
+    cluster = start_cluster("shapesync-test-replica-", settings={"wal_level": "replica"})
     try:
         r = add(server, {"database_url": url_of(cluster, "postgres"), "database_id": "r"})
         assert r.status_code == 400
@@ -297,10 +287,7 @@ def test_add_database_refuses_a_server_without_logical_replication(server):
 def test_removing_a_database_whose_postgres_is_down(server):
     """Removal still completes (the database is gone from the server and its shape logs are
     deleted); the slot that could not be dropped is named in a warning."""
-    base = Path(tempfile.mkdtemp(prefix="shapesync-test-gone-"))
-    os.chmod(base, 0o755)
-    cluster = EmbeddedPostgres(base / "data", fast=True)
-    cluster.start()
+    cluster = start_cluster("shapesync-test-gone-")
     try:
         with connect(cluster, "postgres") as conn:
             conn.execute("CREATE TABLE items (id int PRIMARY KEY, title text)")
@@ -326,11 +313,20 @@ def test_removing_a_database_whose_postgres_is_down(server):
 
 # -- requests in flight while their database is removed (in-process, to control timing) --
 
-def _in_process_service(database: str, storage: Path):
+async def _service_with_table(database: str, storage: Path):
+    """shapesync in this process, serving ``database`` as "a", with an ``items`` table."""
+    import asyncio
+
     from shapesync.app import Service
     from shapesync.config import Settings
 
-    return Service(Settings(database_url=database, database_id="a", storage_dir=storage))
+    with psycopg.connect(database, autocommit=True) as conn:
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
+    service = Service(Settings(database_url=database, database_id="a", storage_dir=storage))
+    await service.start()
+    tenant = service.tenants["a"]
+    await asyncio.wait_for(tenant._prepared.wait(), 10)
+    return service, tenant
 
 
 def test_a_request_in_flight_during_removal_gets_404_and_opens_nothing(database, tmp_path):
@@ -338,14 +334,8 @@ def test_a_request_in_flight_during_removal_gets_404_and_opens_nothing(database,
 
     from shapesync.http.messages import Request
 
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
-
     async def scenario():
-        service = _in_process_service(database, tmp_path)
-        await service.start()
-        tenant = service.tenants["a"]
-        await asyncio.wait_for(tenant._prepared.wait(), 10)
+        service, tenant = await _service_with_table(database, tmp_path)
         await tenant._catalog_lock.acquire()  # another request's catalog query in flight
         request = Request("GET", ["v1", "shape", "items"],
                           {"offset": ["-1"], "database_id": ["a"]}, {})
@@ -370,14 +360,8 @@ def test_a_catch_up_in_flight_during_removal_never_reads_reused_descriptors(data
 
     from shapesync.http.messages import Request
 
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute("CREATE TABLE items (id int PRIMARY KEY, v text)")
-
     async def scenario():
-        service = _in_process_service(database, tmp_path)
-        await service.start()
-        tenant = service.tenants["a"]
-        await asyncio.wait_for(tenant._prepared.wait(), 10)
+        service, tenant = await _service_with_table(database, tmp_path)
         first = await service.api.get_shape(
             Request("GET", [], {"offset": ["-1"], "database_id": ["a"]}, {}), "items")
         await first.body.aclose()
