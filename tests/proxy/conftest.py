@@ -2,7 +2,7 @@
 process. The config is rendered for a scratch directory: only the listen port, the upstream
 port and the cache/log/pid paths are substituted, so what is tested is what users deploy.
 
-nginx comes from the Debian package (`.ci/run` installs it). Without it these tests fail,
+nginx comes from the Debian package (`scripts/test` installs it as root or with sudo). Without it these tests fail,
 unless SHAPESYNC_SKIP_PROXY=1 is set, which skips them."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def nginx_binary() -> str:
     if os.environ.get("SHAPESYNC_SKIP_PROXY") == "1":
         pytest.skip("nginx is not installed (SHAPESYNC_SKIP_PROXY=1)")
     pytest.fail("nginx is not installed: the proxy tests need it (`apt-get install nginx-light`, "
-                "as .ci/run does), or set SHAPESYNC_SKIP_PROXY=1 to skip them", pytrace=False)
+                "as scripts/test does as root), or set SHAPESYNC_SKIP_PROXY=1 to skip them", pytrace=False)
 
 
 def render(config: str, scratch: Path, port: int, upstream_port: int) -> str:
