@@ -69,16 +69,10 @@ class Service:
                             "using DATABASE_URL", stored.id)
                 continue
             try:
-                dsn = await self._connection_string(stored)
+                dsn = await self._connection_string(stored, strict=False)
             except DatabaseRejected as exc:
-                # e.g. DNS down for now: libpq resolves the name itself on every attempt
-                log.warning("database %s: %s; connecting without the IPv6 preference",
-                            stored.id, exc.body)
-                parsed = parse_database_url(stored.url)
-                if isinstance(parsed, str):
-                    log.error("database %s cannot be started: %s", stored.id, parsed)
-                    continue
-                dsn = parsed.conninfo
+                log.error("database %s cannot be started: %s", stored.id, exc.body)
+                continue
             tenant = Tenant(stored.id, dsn, self.settings, default=False)
             self.tenants[stored.id] = tenant
             await tenant.start()
@@ -88,7 +82,10 @@ class Service:
 
     # -- admin: Add Database / Remove Database ------------------------------------------
     @staticmethod
-    async def _connection_string(stored: StoredDatabase) -> str:
+    async def _connection_string(stored: StoredDatabase, strict: bool = True) -> str:
+        """The conninfo for a stored database. Not ``strict`` (at startup), a failed IPv6
+        lookup (DNS down for now, say) falls back to libpq resolving the name itself on
+        every connection attempt, rather than leaving the database out."""
         parsed = parse_database_url(stored.url)
         if isinstance(parsed, str):
             raise DatabaseRejected({"database_url": [parsed]})
@@ -97,6 +94,10 @@ class Service:
         try:
             return await with_ipv6(parsed.conninfo)
         except OSError as exc:
+            if not strict:
+                log.warning("database %s: no IPv6 address now (%s); connecting without the "
+                            "IPv6 preference", stored.id, exc)
+                return parsed.conninfo
             raise DatabaseRejected({"database_url": [f"has no IPv6 address: {exc}"]}) from None
 
     async def add_database(self, stored: StoredDatabase) -> None:

@@ -44,7 +44,6 @@ class Tenant:
         self.id = database_id
         self.dsn = dsn
         self.settings = settings
-        self.default = default
         self.slot_name, self.publication_name = replication_names(
             settings.replication_stream_id, database_id, default)
         self.conninfo = session_conninfo(dsn)
@@ -153,9 +152,14 @@ class Tenant:
         tmp.write_bytes(orjson.dumps(state))
         tmp.replace(self.state_path)
 
-    async def _catalog_conn(self) -> psycopg.AsyncConnection:
+    def ensure_open(self) -> None:
+        """Raise NotReady once stopped: callers check after every await, since the
+        database may have been removed (or the server stopped) meanwhile."""
         if self.closed:
             raise NotReady("the database was removed" if self.removed else "shutting down")
+
+    async def _catalog_conn(self) -> psycopg.AsyncConnection:
+        self.ensure_open()
         if self._catalog is None or self._catalog.closed or self._catalog.broken:
             self._catalog = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
         return self._catalog
@@ -178,8 +182,7 @@ class Tenant:
     async def get_or_create(self, definition: ShapeDefinition, table: TableInfo,
                             where: CompiledWhere | None = None) -> Shape:
         async with self._create_lock:
-            if self.closed:
-                raise NotReady("the database was removed" if self.removed else "shutting down")
+            self.ensure_open()
             shape = self.registry.get(definition)
             if shape is not None:
                 return shape

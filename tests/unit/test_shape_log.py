@@ -96,24 +96,3 @@ def test_recovery_detects_corrupt_bytes(tmp_path):
     assert recovered.last_offset == LogOffset(100, 0)
     recovered.close()
 
-
-def test_shared_live_answers_are_bounded(tmp_path):
-    """Long-polls at many old offsets cannot pin many chunks until the next change."""
-    from shapesync.offsets import LogOffset
-    from shapesync.shapes.shape import MAX_SHARED_LIVE_ANSWERS, Shape
-
-    log = ShapeLog(tmp_path / "s", 10 * 1024 * 1024)
-    for tx in range(1, 201):
-        log.append_transaction(tx, [(0, b'{"x":"' + b"a" * 1000 + b'"}')])
-    log.write_pending()
-    log.sync()
-    log.publish()
-    shape = Shape.__new__(Shape)  # only the log and the answer cache are needed
-    shape.log, shape._live_answers = log, {}
-    for tx in range(1, 201):
-        shape.live_answer(LogOffset(tx, 0), share=True)
-        assert len(shape._live_answers) <= MAX_SHARED_LIVE_ANSWERS
-    # the same offset again: the very same bytes
-    first = shape.live_answer(LogOffset(199, 0), share=True)
-    assert shape.live_answer(LogOffset(199, 0), share=True)[1] is first[1]
-    log.close()

@@ -6,18 +6,20 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from shapesync.http import cache
 from shapesync.http.messages import JSON, Request, Response, json_response
 from shapesync.offsets import BEFORE_ALL, LogOffset, parse_offset
 from shapesync.pg.inspector import IdentifierError, TableInfo, TableLookupError, parse_relation
 from shapesync.shapes.params import build_definition
-from shapesync.shapes.shape import UP_TO_DATE, Shape, ShapeDefinition, ShapeGone
+from shapesync.shapes.shape import Shape, ShapeDefinition, ShapeGone
 from shapesync.tenant import NotReady, Tenant
 from shapesync.where import CompiledWhere
 
 log = logging.getLogger(__name__)
 
+UP_TO_DATE = b'{"headers":{"control":"up-to-date"}}'
 UNKNOWN_SHAPE_ID = "no shape with this shape_id exists (it was removed, or never existed)"
 MULTIPLE_DATABASES = (
     "Database ID was not provided and there are multiple databases. Please specify a "
@@ -127,7 +129,7 @@ class ShapeApi:
         assert offset is not None and definition is not None and table is not None
 
         resolved = await self._resolve(tenant, definition, table, where, shape_id)
-        _check_open(tenant)
+        tenant.ensure_open()
         if isinstance(resolved, Response):
             return resolved
         shape = resolved
@@ -137,18 +139,18 @@ class ShapeApi:
             try:
                 await shape.wait_snapshot()
             except ShapeGone:
-                _check_open(tenant)
+                tenant.ensure_open()
                 if retry:  # deleted while its snapshot ran: serve a fresh one
                     return await self._get_shape(tenant, request, root_table, retry=False)
                 return self._must_refetch(shape, request, shape.gone_reason or "")
             except Exception:  # noqa: BLE001 - snapshot failure
-                _check_open(tenant)
+                tenant.ensure_open()
                 return json_response(500, {"error": "Failed creating or fetching the snapshot"})
-            _check_open(tenant)
+            tenant.ensure_open()
         if live:
             response = await self._live(request, shape, offset)
             if response is None:  # the shape went away while we waited: point at its successor
-                _check_open(tenant)
+                tenant.ensure_open()
                 successor = await tenant.get_or_create(definition, table)
                 return self._must_refetch(successor, request, shape.gone_reason or "")
             return response
@@ -197,23 +199,23 @@ class ShapeApi:
             cache.INITIAL_CACHE_CONTROL if offset.is_before_all else self.catch_up_cache_control
         )
         log_bytes = shape.log.read(offset, chunk_end)
-        tail = (log_bytes + b"," + UP_TO_DATE) if up_to_date else log_bytes
         if offset.is_before_all:
-            return Response(200, headers, _SnapshotBody(shape.snapshot_path, tail))
-        return Response(200, headers, b"[" + tail[1:] + b"]")
+            return Response(200, headers, _SnapshotBody(shape.snapshot_path, log_bytes))
+        return Response(200, headers, _json_array(log_bytes, up_to_date))
 
     async def _live(self, request: Request, shape: Shape, offset: LogOffset) -> Response | None:
         """Answer as soon as the log holds something after ``offset``, or 204 at the timeout.
 
         Written for fan-out: a change wakes every waiter in one loop iteration, and each
-        builds and sends its response in that same step (no helper task per wait, the body
-        shared through ``Shape.live_answer``), so the first bytes leave at once.
+        builds and sends its response in that same step (no helper task per wait), so the
+        first bytes leave at once.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.long_poll_timeout
         changed = shape.change_event()  # registered before reading: no lost wake-up
-        chunk_end, body, up_to_date = shape.live_answer(offset)
-        while not body:
+        chunk_end = shape.log.chunk_end(offset)
+        data = shape.log.read(offset, chunk_end)
+        while not data:
             if self.stopping or loop.time() >= deadline:
                 return self._live_response(request, shape, 204, chunk_end, b"")
             try:
@@ -224,8 +226,11 @@ class ShapeApi:
             if shape.gone_reason or shape.log.closed:
                 return None
             changed = shape.change_event()
-            chunk_end, body, up_to_date = shape.live_answer(offset, share=True)
-        return self._live_response(request, shape, 200, chunk_end, body, up_to_date)
+            chunk_end = shape.log.chunk_end(offset)
+            data = shape.log.read(offset, chunk_end)
+        up_to_date = chunk_end == shape.log.last_offset
+        return self._live_response(request, shape, 200, chunk_end, _json_array(data, up_to_date),
+                                   up_to_date)
 
     def _live_response(self, request: Request, shape: Shape, status: int, chunk_end: LogOffset,
                        body: bytes, up_to_date: bool = True) -> Response:
@@ -263,10 +268,10 @@ class ShapeApi:
         return Response(202, {"content-type": JSON})
 
 
-def _check_open(tenant: Tenant) -> None:
-    """After an await: the database may have been removed or stopped meanwhile."""
-    if tenant.closed:
-        raise NotReady("the database was removed" if tenant.removed else "shutting down")
+def _json_array(log_bytes: bytes, up_to_date: bool) -> bytes:
+    """Log items (``,{...},{...}``) as a JSON array, ending with up-to-date if asked."""
+    tail = log_bytes + b"," + UP_TO_DATE if up_to_date else log_bytes
+    return b"[" + tail[1:] + b"]"
 
 
 class _SnapshotBody:
@@ -277,7 +282,7 @@ class _SnapshotBody:
     releases it whether or not the body was ever iterated.
     """
 
-    def __init__(self, path, log_tail: bytes) -> None:
+    def __init__(self, path: Path, log_tail: bytes) -> None:
         self.fd: int | None = os.open(path, os.O_RDONLY)
         self.log_tail = log_tail
 

@@ -108,14 +108,6 @@ async def database_identity(conn: psycopg.AsyncConnection) -> str:
     return f"{row[0]}:{row[1]}"
 
 
-async def drop_slot_when_inactive(conn: psycopg.AsyncConnection, slot: str) -> None:
-    await conn.execute(
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
-        "WHERE slot_name = %s AND NOT active",
-        (slot,),
-    )
-
-
 async def drop_slot(conn: psycopg.AsyncConnection, slot: str, timeout: float = 10.0) -> None:
     """Drop the slot, waiting (up to ``timeout``) for the walsender of our just-closed
     replication connection to let go of it."""

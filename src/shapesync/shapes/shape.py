@@ -11,7 +11,6 @@ from pathlib import Path
 
 import orjson
 
-from shapesync.offsets import LogOffset
 from shapesync.pg.inspector import TableInfo
 from shapesync.shapes.log_items import ItemEncoder
 from shapesync.shapes.visibility import SnapshotVisibility
@@ -38,10 +37,6 @@ class ShapeDefinition:
     def new_shape_id(self) -> str:
         digest = int.from_bytes(hashlib.sha256(self.key.encode()).digest()[:4], "big") >> 5
         return f"{digest}-{time.time_ns() // 1_000_000}"
-
-
-UP_TO_DATE = b'{"headers":{"control":"up-to-date"}}'
-MAX_SHARED_LIVE_ANSWERS = 8
 
 
 class ShapeGone(Exception):
@@ -73,7 +68,6 @@ class Shape:
         self._visibility_known = asyncio.Event()
         self._snapshot_done = asyncio.Event()
         self._changed = asyncio.Event()
-        self._live_answers: dict[int, tuple[int, LogOffset, bytes, bool]] = {}
 
     # -- persisted metadata -------------------------------------------------------------
     @property
@@ -146,31 +140,7 @@ class Shape:
 
     def notify(self) -> None:
         event, self._changed = self._changed, asyncio.Event()
-        self._live_answers = {}
         event.set()
-
-    def live_answer(self, after: LogOffset, share: bool = False) -> tuple[LogOffset, bytes, bool]:
-        """(chunk end, items as ``[...]`` or empty, up to date) for a long-poll at ``after``.
-
-        With ``share`` (a waiter woken by a change) the answer is kept until the next
-        change: one change wakes every long-poll on the shape, and those at the same
-        offset (nearly all of them) get the same bytes instead of each reading the log and
-        joining a body again. Only a few offsets are kept, so requests at many old offsets
-        cannot pin many chunks in memory.
-        """
-        last = self.log.last_offset.key
-        cached = self._live_answers.get(after.key)
-        if cached is not None and cached[0] == last:
-            return cached[1:]
-        chunk_end = self.log.chunk_end(after)
-        data = self.log.read(after, chunk_end)
-        up_to_date = chunk_end.key == last
-        body = b"[" + data[1:] + (b"," + UP_TO_DATE if up_to_date else b"") + b"]" if data else b""
-        if share and body:
-            if len(self._live_answers) >= MAX_SHARED_LIVE_ANSWERS:
-                self._live_answers = {}
-            self._live_answers[after.key] = (last, chunk_end, body, up_to_date)
-        return chunk_end, body, up_to_date
 
     def invalidate(self, reason: str) -> None:
         self.gone_reason = reason
