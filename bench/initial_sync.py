@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from shapesync.embedded_pg import EmbeddedPostgres  # noqa: E402
-from shapesync.pg.inspector import load_table  # noqa: E402
+from shapesync.pg.catalog import load_table  # noqa: E402
 from shapesync.shapes.log_items import snapshot_item_sql  # noqa: E402
 
 TABLE = "items"
@@ -90,7 +90,7 @@ def json_select(dsn: str) -> str:
 
     async def load():
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-            return await load_table(conn, TABLE)
+            return await load_table(conn, None, TABLE)
 
     table = asyncio.run(load())
     return f"SELECT {snapshot_item_sql(table)} FROM {table.qualified}"

@@ -14,7 +14,7 @@ import argparse
 import random
 import time
 
-from shapesync.pg.inspector import ColumnInfo, TableInfo
+from shapesync.tables import ColumnInfo, TableInfo
 from shapesync.where import compile_where
 
 COLUMNS = [

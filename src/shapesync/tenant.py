@@ -18,13 +18,14 @@ from shapesync.changes.model import Relation, Transaction, Truncate
 from shapesync.config import Settings
 from shapesync.databases import replication_names
 from shapesync.pg import setup
-from shapesync.pg.inspector import TableInfo, load_table
+from shapesync.pg.catalog import load_table
 from shapesync.pg.replication import ReplicationClient
 from shapesync.pg.session import redact, session_conninfo
 from shapesync.pg.snapshot import take_snapshot
 from shapesync.shapes.params import compile_definition_where
 from shapesync.shapes.registry import ShapeRegistry
 from shapesync.shapes.shape import Shape, ShapeDefinition
+from shapesync.tables import TableInfo
 from shapesync.where import CompiledWhere
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class Tenant:
         self._catalog: psycopg.AsyncConnection | None = None
         self._catalog_lock = asyncio.Lock()
         self._create_lock = asyncio.Lock()
-        self._tables: dict[str, TableInfo] = {}
+        self._tables: dict[tuple[str | None, str], TableInfo] = {}
         self._dirty: set[Shape] = set()
         self._prepared = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -165,18 +166,18 @@ class Tenant:
         return self._catalog
 
     # -- tables and shapes --------------------------------------------------------------
-    async def table(self, root_table: str, fresh: bool = False) -> TableInfo:
+    async def table(self, schema: str | None, name: str) -> TableInfo:
         """Table metadata, cached until a Relation message says the table changed."""
-        if not fresh and (cached := self._tables.get(root_table)) is not None:
+        if (cached := self._tables.get((schema, name))) is not None:
             return cached
         if not self._prepared.is_set():
             raise NotReady("database is not connected yet")
         async with self._catalog_lock:
             try:
-                info = await load_table(await self._catalog_conn(), root_table)
+                info = await load_table(await self._catalog_conn(), schema, name)
             except psycopg.OperationalError as exc:
                 raise NotReady(str(exc)) from exc
-        self._tables[root_table] = info
+        self._tables[(schema, name)] = info
         return info
 
     async def get_or_create(self, definition: ShapeDefinition, table: TableInfo,

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from shapesync.pg.inspector import load_table
+from shapesync.pg.catalog import load_table
 from shapesync.pg.session import session_conninfo
 from shapesync.where import WhereError, compile_where
 from tests.helpers import ShapeFollower
@@ -682,7 +682,7 @@ def wait_equal(follower: ShapeFollower, expected: dict, context: str, timeout: f
 
 async def _load(dsn: str):
     async with await psycopg.AsyncConnection.connect(dsn) as conn:
-        return await load_table(conn, "t")
+        return await load_table(conn, None, "t")
 
 
 def generate_clauses(rng: random.Random, db: psycopg.Connection, table: Table, info,

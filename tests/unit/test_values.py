@@ -7,17 +7,11 @@ import pytest
 
 from shapesync.changes.model import Delete, Insert, Relation, Update
 from shapesync.http import cache
+from shapesync.http.identifiers import IdentifierError, parse_identifier, parse_relation
 from shapesync.offsets import BEFORE_ALL, FIRST, LogOffset, int_to_lsn, lsn_to_int, parse_offset
-from shapesync.pg.inspector import (
-    ColumnInfo,
-    IdentifierError,
-    TableInfo,
-    column_schema,
-    parse_identifier,
-    parse_relation,
-)
 from shapesync.shapes.log_items import ItemEncoder, row_key
 from shapesync.shapes.visibility import SnapshotVisibility
+from shapesync.tables import ColumnInfo, TableInfo, column_schema
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from shapesync.pg.inspector import ColumnInfo, TableInfo
+from shapesync.tables import ColumnInfo, TableInfo
 
 # name, typname, element typname, oid
 _COLUMNS = [

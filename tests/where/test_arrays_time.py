@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from pglast.parser import parse_sql_json
 
-from shapesync.pg.inspector import quote_ident
+from shapesync.tables import quote_ident
 from shapesync.where import WhereError, compile_where
 from shapesync.where.errors import EvalError
 from shapesync.where.evaluate import compile_node

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, seed, settings
 from hypothesis import strategies as st
 
-from shapesync.pg.inspector import ColumnInfo, TableInfo
+from shapesync.tables import ColumnInfo, TableInfo
 from shapesync.where import WhereError, compile_where
 from shapesync.where.errors import EvalError
 

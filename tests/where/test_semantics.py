@@ -11,7 +11,7 @@ import logging
 import psycopg
 import pytest
 
-from shapesync.pg.inspector import quote_ident
+from shapesync.tables import quote_ident
 from shapesync.where import compile_where
 
 from .conftest import make_table

@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from shapesync.http import cache
+from shapesync.http.identifiers import IdentifierError, parse_relation
 from shapesync.http.messages import JSON, Request, Response, json_response
 from shapesync.offsets import BEFORE_ALL, LogOffset, parse_offset
-from shapesync.pg.inspector import IdentifierError, TableInfo, TableLookupError, parse_relation
+from shapesync.pg.catalog import TableLookupError
 from shapesync.shapes.params import build_definition
 from shapesync.shapes.shape import Shape, ShapeDefinition, ShapeGone
+from shapesync.tables import TableInfo
 from shapesync.tenant import NotReady, Tenant
 from shapesync.where import CompiledWhere
 
@@ -78,8 +80,8 @@ class ShapeApi:
     ) -> tuple[ShapeDefinition | None, TableInfo | None, CompiledWhere | None]:
         """Validate the table, ``where`` and ``columns``; messages go to ``errors``."""
         try:
-            parse_relation(root_table)
-            table = await tenant.table(root_table)
+            schema, name = parse_relation(root_table)
+            table = await tenant.table(schema, name)
         except (IdentifierError, TableLookupError) as exc:
             errors.setdefault("root_table", []).append(str(exc))
             return None, None, None

@@ -30,9 +30,9 @@ from pathlib import Path
 import orjson
 import psycopg
 
-from shapesync.pg.inspector import TableInfo
 from shapesync.shapes.log_items import row_values_sql, snapshot_item_sql
 from shapesync.shapes.visibility import SnapshotVisibility
+from shapesync.tables import TableInfo
 from shapesync.where import CompiledWhere
 
 _FLUSH_BYTES = 1 << 20

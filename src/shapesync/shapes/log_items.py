@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import orjson
 
 from shapesync.changes.model import Delete, Insert, Row, Update
-from shapesync.pg.inspector import TableInfo, quote_ident
+from shapesync.tables import TableInfo, quote_ident
 from shapesync.where import CompiledWhere
 
 

@@ -6,13 +6,9 @@ Kept apart from the HTTP layer so the same rules apply when a shape is restored 
 
 from __future__ import annotations
 
-from shapesync.pg.inspector import (
-    IdentifierError,
-    TableInfo,
-    parse_identifier,
-    split_outside_quotes,
-)
+from shapesync.http.identifiers import IdentifierError, parse_identifier, split_outside_quotes
 from shapesync.shapes.shape import ShapeDefinition
+from shapesync.tables import TableInfo
 from shapesync.where import CompiledWhere, WhereError, compile_where
 
 MAX_WHERE_LENGTH = 16_384

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import orjson
 
-from shapesync.pg.inspector import TableInfo
 from shapesync.shapes.params import compile_definition_where
 from shapesync.shapes.shape import Shape, ShapeDefinition
 from shapesync.shapes.visibility import SnapshotVisibility
+from shapesync.tables import TableInfo
 from shapesync.where import CompiledWhere
 
 log = logging.getLogger(__name__)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import orjson
 
-from shapesync.pg.inspector import TableInfo
 from shapesync.shapes.log_items import ItemEncoder
 from shapesync.shapes.visibility import SnapshotVisibility
 from shapesync.storage.shape_log import ShapeLog
+from shapesync.tables import TableInfo
 from shapesync.where import CompiledWhere
 
 

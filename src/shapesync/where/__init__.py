@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ..pg.inspector import TableInfo
+from ..tables import TableInfo
 from .errors import EvalError, WhereError
 from .evaluate import compile_node
 from .fold import fold

@@ -14,7 +14,7 @@ from typing import Any
 
 from pglast.parser import ParseError, parse_sql_json
 
-from ..pg.inspector import TableInfo
+from ..tables import TableInfo
 from .errors import EvalError, WhereError
 from .ops import cast_fn, implicit_ok, numeric_typmod, varchar_typmod
 from .values import (

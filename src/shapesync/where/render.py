@@ -9,7 +9,7 @@ so Postgres resolves every operator exactly as we did. Text ordering, ``lower``/
 
 from __future__ import annotations
 
-from ..pg.inspector import quote_ident
+from ..tables import quote_ident
 from .parse import UNKNOWN, Col, Const, Node, Op, sql_type
 from .values import STRING_TYPES, elem_of, is_array, output_fn
 

@@ -1,0 +1,67 @@
+"""Table metadata from the catalog (columns, types, primary key) for a parsed table name."""
+
+from __future__ import annotations
+
+import psycopg
+
+from shapesync.tables import ColumnInfo, TableInfo, quote_ident
+
+
+class TableLookupError(ValueError):
+    """The named relation does not exist or cannot be a shape (message for the client)."""
+
+
+_TABLE_SQL = """
+SELECT c.oid, n.nspname, c.relname, c.relkind
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass(%s)
+"""
+
+_COLUMNS_SQL = """
+SELECT a.attname, a.atttypid::int, t.typname, et.typname, a.atttypmod, a.attndims,
+       a.attnotnull, a.attnum, t.typtype::text
+FROM pg_attribute a
+JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_type et ON et.oid = t.typelem AND t.typcategory = 'A'
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+  AND (a.attgenerated = '' OR (a.attgenerated = 's' AND current_setting('server_version_num')::int >= 180000))
+ORDER BY a.attnum
+"""
+
+_PK_SQL = "SELECT indkey::int2[] FROM pg_index WHERE indrelid = %s AND indisprimary"
+
+
+async def load_table(conn: psycopg.AsyncConnection, schema: str | None, name: str) -> TableInfo:
+    """Resolve a table name (schema None: the search path decides) to a plain table's
+    metadata; raises TableLookupError with the reference's messages."""
+    if schema is not None:
+        cur = await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+        if await cur.fetchone() is None:
+            raise TableLookupError(
+                f'ERROR 3F000 (invalid_schema_name) schema "{schema}" does not exist'
+            )
+    qualified = quote_ident(name) if schema is None else f"{quote_ident(schema)}.{quote_ident(name)}"
+    shown = name if schema is None else f"{schema}.{name}"
+    cur = await conn.execute(_TABLE_SQL, (qualified,))
+    row = await cur.fetchone()
+    if row is None:
+        raise TableLookupError(
+            f'Table "{shown}" does not exist. If the table name contains capitals or special '
+            "characters you must quote it."
+        )
+    oid, nsp, relname, relkind = row
+    if relkind != "r":
+        raise TableLookupError("table not found")
+    cur = await conn.execute(_PK_SQL, (oid,))
+    pk_row = await cur.fetchone()
+    pk_attnums = list(pk_row[0]) if pk_row else []
+    cur = await conn.execute(_COLUMNS_SQL, (oid,))
+    columns = []
+    for attname, typid, typname, elem, typmod, ndims, notnull, attnum, kind in await cur.fetchall():
+        pk_index = pk_attnums.index(attnum) if attnum in pk_attnums else None
+        columns.append(
+            ColumnInfo(attname, typid, typname, elem, typmod, ndims, bool(notnull), pk_index, kind)
+        )
+    if not columns:
+        raise TableLookupError("table not found")
+    return TableInfo(oid, nsp, relname, tuple(columns))
