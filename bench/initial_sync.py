@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 from shapesync.embedded_pg import EmbeddedPostgres  # noqa: E402
 from shapesync.pg.catalog import load_table  # noqa: E402
-from shapesync.shapes.log_items import snapshot_item_sql  # noqa: E402
+from shapesync.shapes.items import snapshot_item_sql  # noqa: E402
 
 TABLE = "items"
 

@@ -26,7 +26,7 @@ class _Server(uvicorn.Server):
         self.service = service
 
     async def shutdown(self, sockets=None) -> None:
-        self.service.api.begin_shutdown()
+        self.service.begin_shutdown()
         await super().shutdown(sockets)
 
     @contextlib.contextmanager

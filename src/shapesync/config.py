@@ -7,7 +7,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shapesync.databases import database_id_error
+DATABASE_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+DATABASE_ID_RULE = "must be 1 to 64 characters: letters, digits, '_', '-' or '.', not starting with '.' or '-'"
+
+
+def database_id_error(database_id: str) -> str | None:
+    """Why ``database_id`` is not usable (it names a directory and goes in URLs), or None."""
+    return None if DATABASE_ID_PATTERN.fullmatch(database_id) else DATABASE_ID_RULE
 
 
 class ConfigError(ValueError):

@@ -141,6 +141,7 @@ class EmbeddedPostgres:
         return f"host=127.0.0.1 port={self.port} user=postgres dbname={dbname}"
 
     def _pg(self, *args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+        assert self.bindir is not None  # set by __post_init__
         return subprocess.run(
             [str(self.bindir / args[0]), *args[1:]], check=check, capture_output=True,
             **_run_as(self.user), **kw,

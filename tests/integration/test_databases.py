@@ -341,7 +341,7 @@ def test_a_request_in_flight_during_removal_gets_404_and_opens_nothing(database,
                           {"offset": ["-1"], "database_id": ["a"]}, {})
         pending = asyncio.create_task(service.api.get_shape(request, "items"))
         await asyncio.sleep(0.05)  # it resolved database "a" and waits for the catalog
-        assert await service.remove_database("a")
+        assert await service.databases.remove_database("a")
         tenant._catalog_lock.release()
         response = await pending
         reopened = tenant._catalog is not None and not tenant._catalog.closed
@@ -368,9 +368,9 @@ def test_a_catch_up_in_flight_during_removal_never_reads_reused_descriptors(data
         shape_id = first.headers["electric-shape-id"]
         with psycopg.connect(database, autocommit=True) as conn:
             conn.execute("INSERT INTO items VALUES (1, 'mine')")
-        shape = tenant.registry.by_id[shape_id]
+        shape = tenant.shape_by_id(shape_id)
         for _ in range(200):
-            if shape.log.last_offset.key:
+            if shape.storage.last_offset.key:
                 break
             await asyncio.sleep(0.05)
         tenant._tables.clear()  # as after a Relation message: the next request reloads
@@ -379,7 +379,7 @@ def test_a_catch_up_in_flight_during_removal_never_reads_reused_descriptors(data
                                       "database_id": ["a"]}, {})
         pending = asyncio.create_task(service.api.get_shape(request, "items"))
         await asyncio.sleep(0.05)
-        assert await service.remove_database("a")
+        assert await service.databases.remove_database("a")
         other = tmp_path / "other.json"
         other.write_bytes(b',{"value":{"secret":"of another database"}}' * 4)
         fds = [os.open(other, os.O_RDONLY) for _ in range(8)]

@@ -8,12 +8,12 @@ import stat
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from shapesync.databases import (
+from shapesync.config import database_id_error
+from shapesync.tenants.databases import (
     MAX_NAME,
     DatabaseStore,
     DatabaseUrl,
     StoredDatabase,
-    database_id_error,
     identity_of,
     parse_database_url,
     replication_names,
@@ -52,7 +52,7 @@ def test_an_unparsable_url_is_not_quoted_back():
 
 def test_the_database_list_cannot_collide_with_a_databases_state_file(tmp_path):
     from shapesync.config import Settings
-    from shapesync.tenant import Tenant
+    from shapesync.tenants.tenant import Tenant
 
     store = DatabaseStore(tmp_path)
     entries = [StoredDatabase("other", "postgresql://u@h1/d"),

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from shapesync.changes.collector import Collector, ProtocolError
-from shapesync.changes.model import Delete, Insert, Transaction, Truncate, Update
+from shapesync.changes import Delete, Insert, Transaction, Truncate, Update
 from shapesync.pg import pgoutput
+from shapesync.pg.collector import Collector, ProtocolError
 from shapesync.pg.walsender import Keepalive, XLogData, parse_copy_data, standby_status
 
 RELATION = "52000040007075626c69630074006600030169640000000017ffffffff016e616d650000000019ffffffff016269670000000019ffffffff"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from shapesync.changes.model import Delete, Insert, Relation, Update
+from shapesync.changes import Delete, Insert, Relation, Update
 from shapesync.http import cache
 from shapesync.http.identifiers import IdentifierError, parse_identifier, parse_relation
 from shapesync.offsets import BEFORE_ALL, FIRST, LogOffset, int_to_lsn, lsn_to_int, parse_offset
-from shapesync.shapes.log_items import ItemEncoder, row_key
+from shapesync.shapes.items import ItemEncoder, row_key
 from shapesync.shapes.visibility import SnapshotVisibility
 from shapesync.tables import ColumnInfo, TableInfo, column_schema
 

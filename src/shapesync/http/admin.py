@@ -1,21 +1,29 @@
-"""Add Database / Remove Database (spec 11.4-11.5): request parsing and response bodies.
+"""Add Database / Remove Database (the reference's admin API): request parsing and
+response bodies.
 
-What a database is and how it starts and stops lives in ``shapesync.app.Service``; this
-module only turns HTTP requests into those calls and their outcomes into responses.
+What a database is and how it starts and stops lives in ``shapesync.tenants``; this
+module only turns HTTP requests into calls of a ``DatabaseAdmin`` and their outcomes
+into responses.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import orjson
 
-from shapesync.databases import DatabaseRejected, StoredDatabase, database_id_error
+from shapesync.config import database_id_error
 from shapesync.http.messages import Request, Response, json_response
+from shapesync.tenants.databases import DatabaseRejected, StoredDatabase
 
-if TYPE_CHECKING:
-    from shapesync.app import Service
+
+class DatabaseAdmin(Protocol):
+    async def add_database(self, stored: StoredDatabase) -> None:
+        """Check, persist and start a database; raises DatabaseRejected (a 400 body)."""
+
+    async def remove_database(self, database_id: str) -> bool:
+        """Stop and delete a database; False when there is none with this id."""
 
 
 def _first(body: dict, *names: str) -> object:
@@ -28,8 +36,8 @@ def _first(body: dict, *names: str) -> object:
 
 
 class AdminApi:
-    def __init__(self, service: Service) -> None:
-        self.service = service
+    def __init__(self, databases: DatabaseAdmin) -> None:
+        self.databases = databases
 
     async def add_database(self, request: Request, raw_body: bytes) -> Response:
         if raw_body.strip():
@@ -69,9 +77,10 @@ class AdminApi:
             errors["database_use_ipv6"] = ["is invalid"]
         if errors:
             return json_response(400, errors)
+        assert isinstance(url, str) and isinstance(database_id, str) and isinstance(use_ipv6, bool)
 
         try:
-            await self.service.add_database(StoredDatabase(database_id, url, use_ipv6))
+            await self.databases.add_database(StoredDatabase(database_id, url, use_ipv6))
         except DatabaseRejected as exc:
             return json_response(400, exc.body)
         return json_response(200, database_id)
@@ -81,6 +90,6 @@ class AdminApi:
             database_id = request.param("database_id")
         if not database_id:
             return json_response(400, {"database_id": ["can't be blank"]})
-        if not await self.service.remove_database(database_id):
+        if not await self.databases.remove_database(database_id):
             return json_response(404, f"Database {database_id} not found.")
         return json_response(200, database_id)

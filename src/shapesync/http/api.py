@@ -1,27 +1,31 @@
-"""The shape protocol, independent of the web framework: Request in, Response out."""
+"""The Electric 0.7 shape protocol, independent of the web framework: Request in,
+Response out.
+
+Decides what each request gets (400, 409, 304, catch-up, live, 204) from the request's
+parameters and the shape's state; the shapes themselves (definitions, logs, snapshots,
+waiting for changes) are the layers below, and bodies are framed by ``render``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import Mapping
 
 from shapesync.http import cache
-from shapesync.http.identifiers import IdentifierError, parse_relation
+from shapesync.http.identifiers import IdentifierError, parse_columns, parse_relation
 from shapesync.http.messages import JSON, Request, Response, json_response
-from shapesync.offsets import BEFORE_ALL, LogOffset, parse_offset
+from shapesync.http.render import JsonArrayBody, json_array, must_refetch_body
+from shapesync.offsets import LogOffset, parse_offset
 from shapesync.pg.catalog import TableLookupError
-from shapesync.shapes.params import build_definition
-from shapesync.shapes.shape import Shape, ShapeDefinition, ShapeGone
+from shapesync.shapes.definition import InvalidDefinition, ShapeDefinition, build_definition
+from shapesync.shapes.shape import Shape, ShapeGone
 from shapesync.tables import TableInfo
-from shapesync.tenant import NotReady, Tenant
+from shapesync.tenants.tenant import NotReady, Tenant
 from shapesync.where import CompiledWhere
 
 log = logging.getLogger(__name__)
 
-UP_TO_DATE = b'{"headers":{"control":"up-to-date"}}'
 UNKNOWN_SHAPE_ID = "no shape with this shape_id exists (it was removed, or never existed)"
 MULTIPLE_DATABASES = (
     "Database ID was not provided and there are multiple databases. Please specify a "
@@ -31,11 +35,11 @@ MISMATCH = (
     "The specified shape definition and ID do not match. Please ensure the shape definition "
     "is correct or omit the shape ID from the request to obtain a new one."
 )
-_READ_BLOCK = 1 << 20
+Errors = dict[str, list[str]]
 
 
 class ShapeApi:
-    def __init__(self, tenants: dict[str, Tenant], *, cache_max_age: int = 60,
+    def __init__(self, tenants: Mapping[str, Tenant], *, cache_max_age: int = 60,
                  cache_stale_age: int = 300, long_poll_timeout: float = 20.0,
                  allow_shape_deletion: bool = False) -> None:
         self.tenants = tenants
@@ -48,8 +52,7 @@ class ShapeApi:
         """Answer every waiting long-poll now (204) so shutdown does not wait for them."""
         self.stopping = True
         for tenant in self.tenants.values():
-            for shape in list(tenant.registry.by_id.values()):
-                shape.notify()
+            tenant.wake_all()
 
     # -- tenants ------------------------------------------------------------------------
     def resolve_tenant(self, request: Request) -> Tenant | Response:
@@ -74,23 +77,53 @@ class ShapeApi:
                         b'{"status":"%s"}' % tenant.status.encode())
 
     # -- validation -------------------------------------------------------------------
-    async def _definition(
-        self, tenant: Tenant, root_table: str, request: Request, errors: dict[str, list[str]],
-        *, shape_params: bool = True,
-    ) -> tuple[ShapeDefinition | None, TableInfo | None, CompiledWhere | None]:
-        """Validate the table, ``where`` and ``columns``; messages go to ``errors``."""
+    async def _table(self, tenant: Tenant, root_table: str, errors: Errors) -> TableInfo | None:
+        """The table named by the path segment, or None with the message in ``errors``."""
         try:
             schema, name = parse_relation(root_table)
-            table = await tenant.table(schema, name)
+            return await tenant.table(schema, name)
         except (IdentifierError, TableLookupError) as exc:
             errors.setdefault("root_table", []).append(str(exc))
-            return None, None, None
-        if not shape_params:
-            return ShapeDefinition(table.schema, table.name, table.oid), table, None
-        built = build_definition(table, request.param("where"), request.param("columns"), errors)
-        if built is None:
-            return None, table, None
-        return built[0], table, built[1]
+            return None
+
+    @staticmethod
+    def _definition(table: TableInfo, request: Request,
+                    errors: Errors) -> tuple[ShapeDefinition, CompiledWhere | None] | None:
+        """The shape the ``where`` and ``columns`` parameters ask for, or None with
+        messages in ``errors`` (columns first, then where)."""
+        columns: list[str] | None = None
+        if (raw_columns := request.param("columns")) is not None:
+            try:
+                columns = parse_columns(raw_columns)
+            except IdentifierError as exc:
+                errors["columns"] = [str(exc)]
+        try:
+            built = build_definition(table, request.param("where"), columns)
+        except InvalidDefinition as exc:
+            errors.update(exc.errors)
+            return None
+        return None if "columns" in errors else built
+
+    @staticmethod
+    def _offset_params(request: Request, errors: Errors) -> tuple[LogOffset | None, bool]:
+        """``offset`` and ``live``, checked with ``shape_id``; problems go to ``errors``."""
+        raw_offset = request.param("offset")
+        offset: LogOffset | None = None
+        if raw_offset is None:
+            errors["offset"] = ["can't be blank"]
+        else:
+            try:
+                offset = parse_offset(raw_offset)
+            except ValueError:
+                errors["offset"] = ["has invalid format"]
+        live_values = request.query.get("live") or []
+        live = bool(live_values) and live_values[-1] != "false"
+        if offset is not None:
+            if not offset.is_before_all and request.param("shape_id") is None:
+                errors["shape_id"] = ["can't be blank when offset != -1"]
+            if offset.is_before_all and live:
+                errors["live"] = ["can't be true when offset == -1"]
+        return offset, live
 
     # -- GET /v1/shape/:root_table -----------------------------------------------------------
     async def get_shape(self, request: Request, root_table: str) -> Response:
@@ -107,35 +140,21 @@ class ShapeApi:
 
     async def _get_shape(self, tenant: Tenant, request: Request, root_table: str,
                          retry: bool = True) -> Response:
-        errors: dict[str, list[str]] = {}
-        raw_offset = request.param("offset")
-        offset: LogOffset | None = None
-        if raw_offset is None:
-            errors["offset"] = ["can't be blank"]
-        else:
-            try:
-                offset = parse_offset(raw_offset)
-            except ValueError:
-                errors["offset"] = ["has invalid format"]
-        shape_id = request.param("shape_id")
-        live_values = request.query.get("live")
-        live = bool(live_values) and live_values[-1] != "false"
-        if offset is not None:
-            if not offset.is_before_all and shape_id is None:
-                errors["shape_id"] = ["can't be blank when offset != -1"]
-            if offset.is_before_all and live:
-                errors["live"] = ["can't be true when offset == -1"]
-        definition, table, where = await self._definition(tenant, root_table, request, errors)
+        errors: Errors = {}
+        offset, live = self._offset_params(request, errors)
+        table = await self._table(tenant, root_table, errors)
+        built = self._definition(table, request, errors) if table is not None else None
         if errors:
             return json_response(400, errors)
-        assert offset is not None and definition is not None and table is not None
+        assert offset is not None and built is not None and table is not None
+        definition, where = built
 
-        resolved = await self._resolve(tenant, definition, table, where, shape_id)
+        resolved = await self._resolve(tenant, definition, table, where, request.param("shape_id"))
         tenant.ensure_open()
         if isinstance(resolved, Response):
             return resolved
         shape = resolved
-        if not offset.is_before_all and not shape.log.contains(offset):
+        if not offset.is_before_all and not shape.storage.contains(offset):
             return self._must_refetch(shape, request, f"offset {offset} is not in the shape's log")
         if offset.is_before_all:
             try:
@@ -162,25 +181,26 @@ class ShapeApi:
                        where: CompiledWhere | None, shape_id: str | None) -> Shape | Response:
         if shape_id is None:
             return await tenant.get_or_create(definition, table, where)
-        shape = tenant.registry.get(definition)
+        shape = tenant.find_shape(definition)
         if shape is not None and shape.id == shape_id:
             return shape
-        if shape_id in tenant.registry.by_id:
+        if tenant.shape_by_id(shape_id) is not None:
             return json_response(400, {"message": MISMATCH})
-        reason = tenant.registry.removed.get(shape_id, UNKNOWN_SHAPE_ID)
+        reason = tenant.removal_reason(shape_id) or UNKNOWN_SHAPE_ID
         shape = await tenant.get_or_create(definition, table, where)
         return self._must_refetch(shape, None, reason)
 
-    def _must_refetch(self, shape: Shape, request: Request | None, reason: str) -> Response:
-        """409 + must-refetch naming the current shape. ``reason`` is an extra field of the
-        message for people reading responses; clients only look at the control header."""
+    @staticmethod
+    def _must_refetch(shape: Shape, request: Request | None, reason: str) -> Response:
+        """409 + must-refetch naming the current shape (and, answering a request for a
+        known shape, a location to fetch it from)."""
         headers = {"content-type": JSON, "electric-shape-id": shape.id}
         if request is not None:
             headers["location"] = f"?shape_id={shape.id}&offset=-1"
-        body = [{"headers": {"control": "must-refetch"}, "reason": reason or "the shape was removed"}]
-        return json_response(409, body, headers)
+        return json_response(409, must_refetch_body(reason), headers)
 
-    def _base_headers(self, shape: Shape, chunk_end: LogOffset, up_to_date: bool) -> dict[str, str]:
+    @staticmethod
+    def _base_headers(shape: Shape, chunk_end: LogOffset, up_to_date: bool) -> dict[str, str]:
         headers = {"content-type": JSON, "electric-shape-id": shape.id,
                    "electric-chunk-last-offset": str(chunk_end)}
         if up_to_date:
@@ -188,8 +208,9 @@ class ShapeApi:
         return headers
 
     def _catch_up(self, request: Request, shape: Shape, offset: LogOffset) -> Response:
-        chunk_end = shape.log.chunk_end(offset)
-        up_to_date = chunk_end == shape.log.last_offset and not offset.is_before_all
+        storage = shape.storage
+        chunk_end = storage.chunk_end(offset)
+        up_to_date = chunk_end == storage.last_offset and not offset.is_before_all
         headers = self._base_headers(shape, chunk_end, up_to_date)
         headers["electric-schema"] = shape.schema_header
         tag = cache.etag(shape.id, str(offset), str(chunk_end))
@@ -200,38 +221,22 @@ class ShapeApi:
         headers["cache-control"] = (
             cache.INITIAL_CACHE_CONTROL if offset.is_before_all else self.catch_up_cache_control
         )
-        log_bytes = shape.log.read(offset, chunk_end)
         if offset.is_before_all:
-            return Response(200, headers, _SnapshotBody(shape.snapshot_path, log_bytes))
-        return Response(200, headers, _json_array(log_bytes, up_to_date))
+            return Response(200, headers, JsonArrayBody(storage.read_with_snapshot(chunk_end)))
+        return Response(200, headers, json_array(storage.read(offset, chunk_end), up_to_date))
 
     async def _live(self, request: Request, shape: Shape, offset: LogOffset) -> Response | None:
-        """Answer as soon as the log holds something after ``offset``, or 204 at the timeout.
-
-        Written for fan-out: a change wakes every waiter in one loop iteration, and each
-        builds and sends its response in that same step (no helper task per wait), so the
-        first bytes leave at once.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.long_poll_timeout
-        changed = shape.change_event()  # registered before reading: no lost wake-up
-        chunk_end = shape.log.chunk_end(offset)
-        data = shape.log.read(offset, chunk_end)
-        while not data:
-            if self.stopping or loop.time() >= deadline:
-                return self._live_response(request, shape, 204, chunk_end, b"")
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await changed.wait()
-            except TimeoutError:
-                continue
-            if shape.gone_reason or shape.log.closed:
-                return None
-            changed = shape.change_event()
-            chunk_end = shape.log.chunk_end(offset)
-            data = shape.log.read(offset, chunk_end)
-        up_to_date = chunk_end == shape.log.last_offset
-        return self._live_response(request, shape, 200, chunk_end, _json_array(data, up_to_date),
+        """Answer as soon as the log holds something after ``offset``, or 204 at the
+        timeout; None when the shape went away meanwhile."""
+        deadline = asyncio.get_running_loop().time() + self.long_poll_timeout
+        read = await shape.read_when_available(offset, deadline, lambda: self.stopping)
+        if read is None:
+            return None
+        chunk_end, data = read
+        if not data:
+            return self._live_response(request, shape, 204, chunk_end, b"")
+        up_to_date = chunk_end == shape.storage.last_offset
+        return self._live_response(request, shape, 200, chunk_end, json_array(data, up_to_date),
                                    up_to_date)
 
     def _live_response(self, request: Request, shape: Shape, status: int, chunk_end: LogOffset,
@@ -255,56 +260,18 @@ class ShapeApi:
         tenant = self.resolve_tenant(request)
         if isinstance(tenant, Response):
             return tenant
-        errors: dict[str, list[str]] = {}
+        errors: Errors = {}
         try:
-            definition, _, _ = await self._definition(tenant, root_table, request, errors,
-                                                      shape_params=False)
+            table = await self._table(tenant, root_table, errors)
         except NotReady as exc:
             return json_response(503, {"message": f"Database is not ready: {exc}"})
-        if errors:
+        if table is None:
             return json_response(400, errors)
         shape_id = request.param("shape_id")
-        shape = tenant.registry.by_id.get(shape_id) if shape_id else tenant.registry.get(definition)
+        if shape_id:
+            shape = tenant.shape_by_id(shape_id)
+        else:
+            shape = tenant.find_shape(ShapeDefinition(table.schema, table.name, table.oid))
         if shape is not None:
             tenant.delete_shape(shape, "deleted through the API")
         return Response(202, {"content-type": JSON})
-
-
-def _json_array(log_bytes: bytes, up_to_date: bool) -> bytes:
-    """Log items (``,{...},{...}``) as a JSON array, ending with up-to-date if asked."""
-    tail = log_bytes + b"," + UP_TO_DATE if up_to_date else log_bytes
-    return b"[" + tail[1:] + b"]"
-
-
-class _SnapshotBody:
-    """``[`` + snapshot items + log items ``]``, streamed from the stored bytes.
-
-    The snapshot is opened when the response is built, in step with the log read, so a
-    shape deleted while its body streams stays readable (unlinked) to the end; ``aclose``
-    releases it whether or not the body was ever iterated.
-    """
-
-    def __init__(self, path: Path, log_tail: bytes) -> None:
-        self.fd: int | None = os.open(path, os.O_RDONLY)
-        self.log_tail = log_tail
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
-
-    async def _chunks(self) -> AsyncIterator[bytes]:
-        first = True
-        while self.fd is not None and (block := os.read(self.fd, _READ_BLOCK)):
-            yield (b"[" + block[1:]) if first else block
-            first = False
-        if first:
-            yield b"[" + self.log_tail[1:] + b"]"
-        else:
-            yield self.log_tail + b"]"
-
-    async def aclose(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-__all__ = ["ShapeApi", "BEFORE_ALL"]

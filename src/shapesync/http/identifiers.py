@@ -30,7 +30,10 @@ def parse_identifier(text: str) -> str:
 
 
 def split_outside_quotes(text: str, sep: str) -> list[str]:
-    parts, current, quoted = [], [], False
+    """Split on ``sep`` where it is not inside double quotes (quotes are kept)."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted
@@ -50,3 +53,9 @@ def parse_relation(text: str) -> tuple[str | None, str]:
         raise IdentifierError(f"Invalid relation identifier, too many delimiters: {text}")
     names = [parse_identifier(p) for p in parts]
     return (None, names[0]) if len(names) == 1 else (names[0], names[1])
+
+
+def parse_columns(text: str) -> list[str]:
+    """``a,"B c",d`` -> names: split on commas outside quotes, each part one identifier
+    (no trimming, as the reference)."""
+    return [parse_identifier(part) for part in split_outside_quotes(text, ",")]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import orjson
 
@@ -28,11 +29,18 @@ class Request:
         return self.headers.get(name, [])
 
 
+class StreamedBody(Protocol):
+    """A body sent in pieces; ``aclose`` is always called, whether or not it was read."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+    async def aclose(self) -> None: ...
+
+
 @dataclass
 class Response:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
-    body: bytes | AsyncIterator[bytes] = b""
+    body: bytes | StreamedBody = b""
 
 
 def json_response(status: int, payload: object, headers: dict[str, str] | None = None) -> Response:

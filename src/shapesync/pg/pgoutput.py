@@ -12,11 +12,9 @@ import struct
 from dataclasses import dataclass
 from typing import Final
 
-_U8 = struct.Struct("!B")
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _I32 = struct.Struct("!i")
-_U64 = struct.Struct("!Q")
 
 
 class _Unchanged:
@@ -142,7 +140,7 @@ def _tuple(buf: bytes, pos: int) -> tuple[Tuple, int]:
     return values, pos
 
 
-def decode(payload: bytes) -> Message:
+def decode(payload: bytes | memoryview) -> Message:
     """Decode one pgoutput message."""
     buf = bytes(payload)
     tag = buf[0]

@@ -1,19 +1,13 @@
-"""The only replication-socket code: stream pgoutput, acknowledge only what is durable.
+"""The only replication-socket code: stream pgoutput into a sink, confirm what is durable.
 
 Client choice: psycopg 3 (>= 3.3) on asyncio. It can run START_REPLICATION on a
 ``replication=database`` connection and then exposes the COPY_BOTH stream through its
 libpq-level calls; psycopg2's LogicalReplicationConnection is synchronous and would need
 a thread and cross-thread acks, and asyncpg cannot consume COPY_BOTH at all. Measured at
-~190k decoded rows/s on this kind of machine (dependency notes).
+~190k decoded rows/s on a 2-core machine.
 
-Durability rule: the slot's flushed LSN is reported only after ``sink.flush()`` returned,
-i.e. after every shape log affected by the acknowledged transactions is fsynced. After a
-crash Postgres replays everything after the last acknowledgement, and shapes skip
-transactions they already hold, so replay never duplicates a log entry.
-
-Batching: transactions are applied as they arrive and flushed as a group when the
-socket has nothing more to read (or after a size/time bound), so one fsync per shape
-covers many small transactions.
+When to flush the sink and which position to confirm is decided by ``AckPolicy``
+(``ack_policy.py``); this module only does the I/O.
 """
 
 from __future__ import annotations
@@ -26,22 +20,24 @@ from typing import Protocol
 
 import psycopg
 from psycopg import sql
+from psycopg.pq.abc import PGconn
 
-from shapesync.changes.collector import Collector
-from shapesync.changes.model import Relation, Transaction
+from shapesync.changes import Relation, Transaction
 from shapesync.offsets import int_to_lsn
+from shapesync.pg.ack_policy import AckPolicy
+from shapesync.pg.collector import Collector
 from shapesync.pg.pgoutput import decode
 from shapesync.pg.session import session_conninfo
 from shapesync.pg.walsender import Keepalive, parse_copy_data, standby_status
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH_TRANSACTIONS = 2000
-MAX_BATCH_SECONDS = 0.05
-STATUS_INTERVAL = 10.0
 
 
 class TransactionSink(Protocol):
+    """Receives the stream: transactions in commit order, schema messages, and ``flush``
+    (make everything applied so far durable) before a position is confirmed."""
+
     async def apply(self, txn: Transaction) -> None: ...
     def relation(self, relation: Relation) -> None: ...
     async def flush(self) -> None: ...
@@ -63,7 +59,7 @@ class ReplicationClient:
         self.sink = sink
         self.on_streaming = on_streaming
         self.before_start = before_start
-        self.acked_lsn = 0
+        self.policy = AckPolicy()
         self._stopping = False
         self._conn: psycopg.AsyncConnection | None = None
 
@@ -122,10 +118,8 @@ class ReplicationClient:
         fd = pgconn.socket
         loop.add_reader(fd, readable.set)
         collector = Collector()
-        unflushed = 0
-        batch_started = 0.0
-        wal_end_seen = 0
-        last_status = time.monotonic()
+        policy = self.policy
+        policy.start(time.monotonic())
         try:
             while not self._stopping:
                 pgconn.consume_input()
@@ -133,22 +127,14 @@ class ReplicationClient:
                 if nbytes > 0:
                     frame = parse_copy_data(buf)
                     if isinstance(frame, Keepalive):
-                        wal_end_seen = max(wal_end_seen, frame.wal_end)
-                        if frame.reply_requested:
-                            await self._ack(pgconn, collector, unflushed, wal_end_seen)
-                            unflushed, last_status = 0, time.monotonic()
+                        if policy.keepalive(frame.wal_end, frame.reply_requested):
+                            await self._confirm(pgconn, collector)
                         continue
                     event = collector.feed(decode(frame.payload))
                     if isinstance(event, Transaction):
                         await self.sink.apply(event)
-                        self._pending_lsn = event.end_lsn
-                        if unflushed == 0:
-                            batch_started = time.monotonic()
-                        unflushed += 1
-                        if (unflushed >= MAX_BATCH_TRANSACTIONS
-                                or time.monotonic() - batch_started > MAX_BATCH_SECONDS):
-                            await self._ack(pgconn, collector, unflushed, 0)
-                            unflushed, last_status = 0, time.monotonic()
+                        if policy.transaction(event.end_lsn, time.monotonic()):
+                            await self._confirm(pgconn, collector)
                     elif isinstance(event, Relation):
                         self.sink.relation(event)
                     continue
@@ -157,32 +143,22 @@ class ReplicationClient:
                 if nbytes < -1:
                     raise ConnectionError(pgconn.get_error_message().strip() or "copy failed")
                 # Nothing buffered: make the batch durable before waiting for more.
-                if unflushed:
-                    await self._ack(pgconn, collector, unflushed, 0)
-                    unflushed, last_status = 0, time.monotonic()
-                elif time.monotonic() - last_status > STATUS_INTERVAL:
-                    await self._ack(pgconn, collector, 0, wal_end_seen)
-                    last_status = time.monotonic()
+                if policy.drained(time.monotonic()):
+                    await self._confirm(pgconn, collector)
                 readable.clear()
                 try:
-                    await asyncio.wait_for(readable.wait(), STATUS_INTERVAL)
+                    await asyncio.wait_for(readable.wait(), policy.status_interval)
                 except TimeoutError:
                     pass
         finally:
             loop.remove_reader(fd)
 
-    async def _ack(self, pgconn, collector: Collector, unflushed: int, idle_wal_end: int) -> None:
-        """Flush shape logs, then report the durable position to Postgres."""
-        if unflushed:
+    async def _confirm(self, pgconn: PGconn, collector: Collector) -> None:
+        """Flush the sink if the policy says so, then report the durable position."""
+        if self.policy.needs_flush:
             await self.sink.flush()
-            self.acked_lsn = max(self.acked_lsn, self._pending_lsn)
-        if idle_wal_end and not collector.in_transaction and not unflushed:
-            # Everything received is durable and no transaction is open: the server's
-            # position is safe to confirm (only later commits can still arrive).
-            self.acked_lsn = max(self.acked_lsn, idle_wal_end)
-        if self.acked_lsn:
-            pgconn.put_copy_data(standby_status(self.acked_lsn))
+        lsn = self.policy.flushed(collector.in_transaction, time.monotonic())
+        if lsn:
+            pgconn.put_copy_data(standby_status(lsn))
             pgconn.flush()
-            log.debug("acknowledged %s", int_to_lsn(self.acked_lsn))
-
-    _pending_lsn = 0
+            log.debug("acknowledged %s", int_to_lsn(lsn))

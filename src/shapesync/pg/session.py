@@ -26,7 +26,7 @@ def session_conninfo(dsn: str, **extra: str) -> str:
     params["options"] = options
     params.setdefault("application_name", "shapesync")
     params.update(extra)
-    return make_conninfo(**params)
+    return make_conninfo("", **params)
 
 
 def redact(dsn: str) -> str:
@@ -34,4 +34,4 @@ def redact(dsn: str) -> str:
     params = conninfo_to_dict(dsn)
     if "password" in params:
         params["password"] = "***"
-    return make_conninfo(**params)
+    return make_conninfo("", **params)

@@ -105,6 +105,7 @@ async def database_identity(conn: psycopg.AsyncConnection) -> str:
         "SELECT system_identifier::text, timeline_id FROM pg_control_system(), pg_control_checkpoint()"
     )
     row = await cur.fetchone()
+    assert row is not None  # the functions always return one row
     return f"{row[0]}:{row[1]}"
 
 

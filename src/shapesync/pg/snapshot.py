@@ -1,9 +1,9 @@
-"""A shape's initial snapshot: one REPEATABLE READ transaction, rows written as JSON.
+"""COPY a query's rows into a file inside one REPEATABLE READ transaction.
 
-The first statement fixes the transaction's snapshot and reports its visibility (xmin,
-xmax, in-progress xids) with the WAL insert position, which the shape uses to skip
-streamed transactions the snapshot already contains. Rows are built as final JSON text by
-Postgres (see ``snapshot_item_sql``) and streamed with COPY, so Python only moves bytes.
+The first statement fixes the transaction's snapshot and reports it (``xmin:xmax:xip``)
+with the WAL insert position, which the caller uses to skip streamed transactions the
+snapshot already contains. Each row of the query is one item of text (shapes build it as
+final JSON inside Postgres), written as ``,item,item...``, so Python only moves bytes.
 
 The COPY runs on a blocking connection in a thread of its own: COPY hands over one
 message per row, and psycopg's per-row cost on an async connection (about 1.5 us) made
@@ -12,10 +12,9 @@ about a third of that. The file writes and the fsync also stay off the event loo
 dedicated thread (not the default executor) keeps long snapshots from queueing behind
 each other or delaying the log's fsyncs.
 
-A where clause is evaluated by Postgres (the SQL re-rendered from its parse tree). Where
-Postgres raises on some row (a division by zero, an out-of-range cast), the live path
-counts that row as not matching; the snapshot then does the same by re-reading the table
-in the same transaction (same snapshot) and filtering each row with our evaluator.
+A filtering query may raise on some row (a division by zero, an out-of-range cast in a
+where clause). With a ``RowFilter``, the rows are then re-read in the same transaction (same
+snapshot) by the filter's unfiltered query, and its ``keep`` callable decides per row.
 """
 
 from __future__ import annotations
@@ -24,16 +23,13 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 import psycopg
-
-from shapesync.shapes.log_items import row_values_sql, snapshot_item_sql
-from shapesync.shapes.visibility import SnapshotVisibility
-from shapesync.tables import TableInfo
-from shapesync.where import CompiledWhere
+from psycopg.abc import Buffer
 
 _FLUSH_BYTES = 1 << 20
 log = logging.getLogger(__name__)
@@ -59,51 +55,50 @@ class _Job:
             return self.conn
 
 
-async def take_snapshot(
-    conninfo: str,
-    table: TableInfo,
-    columns: tuple[str, ...] | None,
-    where: CompiledWhere | None,
-    path: Path,
-    on_visibility: Callable[[SnapshotVisibility], None],
-) -> int:
-    """Write the snapshot to ``path`` as ``,{...},{...}``; return the row count.
+@dataclass(frozen=True, slots=True)
+class RowFilter:
+    """The fallback when the filtering query raises: ``query`` yields ``item TAB values``
+    (values: a JSON object of column texts) for every row, and ``keep(values)`` decides."""
 
-    ``on_visibility`` is called on the event loop, before any row is read.
+    query: str
+    keep: Callable[[dict], bool]
+
+
+async def copy_snapshot(
+    conninfo: str,
+    query: str,
+    fallback: RowFilter | None,
+    path: Path,
+    on_snapshot: Callable[[str, str], None],
+) -> int:
+    """Write the rows of ``query`` to ``path`` as ``,row,row`` and fsync; return the count.
+
+    ``on_snapshot(pg_current_snapshot, wal_insert_lsn)`` is called on the event loop,
+    before any row is read. Cancelling the awaiting task cancels the query.
     """
-    item = snapshot_item_sql(table, columns)
-    query = f"COPY (SELECT {item} FROM {table.qualified}"
-    query += f" WHERE {where.sql}) TO STDOUT" if where is not None else ") TO STDOUT"
-    fallback = None
-    if where is not None:
-        fallback = _Fallback(
-            f"COPY (SELECT {item}, {row_values_sql(sorted(where.columns))} "
-            f"FROM {table.qualified}) TO STDOUT",
-            where,
-        )
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
     job = _Job()
 
-    def deliver(visibility: SnapshotVisibility) -> None:
-        if not done.done():  # not after a cancellation (the shape is failed by then)
-            on_visibility(visibility)
+    def deliver(snapshot: str, wal_lsn: str) -> None:
+        if not done.done():  # not after a cancellation (the caller gave up by then)
+            on_snapshot(snapshot, wal_lsn)
 
     def settle(result: int | None, exc: BaseException | None) -> None:
         if done.done():  # the awaiting task was cancelled
             return
         if exc is not None:
             done.set_exception(exc)
-        else:
+        elif result is not None:
             done.set_result(result)
+
+    def from_thread(snapshot: str, wal_lsn: str) -> None:
+        loop.call_soon_threadsafe(deliver, snapshot, wal_lsn)
 
     def run() -> None:
         result, error = None, None
         try:
-            result = _copy_to_file(
-                conninfo, query, fallback, path, job,
-                lambda visibility: loop.call_soon_threadsafe(deliver, visibility),
-            )
+            result = _copy_to_file(conninfo, query, fallback, path, job, from_thread)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task
             error = exc
         try:
@@ -124,21 +119,13 @@ async def take_snapshot(
         raise
 
 
-class _Fallback:
-    """The unfiltered query (item, referenced columns) and the evaluator that filters it."""
-
-    def __init__(self, query: str, where: CompiledWhere) -> None:
-        self.query = query
-        self.where = where
-
-
 def _copy_to_file(
     conninfo: str,
     query: str,
-    fallback: _Fallback | None,
+    fallback: RowFilter | None,
     path: Path,
     job: _Job,
-    on_visibility: Callable[[SnapshotVisibility], None],
+    on_snapshot: Callable[[str, str], None],
 ) -> int:
     with psycopg.connect(conninfo) as conn:
         job.attach(conn)
@@ -148,8 +135,9 @@ def _copy_to_file(
             cur = conn.execute(
                 "SELECT pg_current_snapshot()::text, pg_current_wal_insert_lsn()::text"
             )
-            snap, lsn = cur.fetchone()
-            on_visibility(SnapshotVisibility.parse(snap, lsn))
+            row = cur.fetchone()
+            assert row is not None
+            on_snapshot(row[0], row[1])
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
                 if fallback is None:
@@ -164,18 +152,21 @@ def _copy_to_file(
                                     str(exc).strip())
                         os.ftruncate(fd, 0)
                         os.lseek(fd, 0, os.SEEK_SET)
-                        rows = _copy_filtered_rows(cur, fallback, fd, job)
+                        rows = _copy_rows(cur, fallback.query, fd, job, fallback.keep)
                 os.fsync(fd)
             finally:
                 os.close(fd)
     return rows
 
 
-def _copy_rows(cur: psycopg.Cursor, query: str, fd: int, job: _Job) -> int:
+def _copy_rows(cur: psycopg.Cursor, query: str, fd: int, job: _Job,
+               keep: Callable[[dict], bool] | None = None) -> int:
+    """COPY ``query`` into ``fd`` in blocks of about _FLUSH_BYTES; with ``keep``, rows are
+    ``item TAB values`` and only the items whose values it accepts are written."""
     rows = 0
     pending = bytearray()
     with cur.copy(query) as copy:
-        for data in copy:
+        for data in (copy if keep is None else _kept_items(copy, keep)):
             pending += data
             rows += 1
             if len(pending) >= _FLUSH_BYTES:
@@ -188,26 +179,11 @@ def _copy_rows(cur: psycopg.Cursor, query: str, fd: int, job: _Job) -> int:
     return rows
 
 
-def _copy_filtered_rows(cur: psycopg.Cursor, fallback: _Fallback, fd: int, job: _Job) -> int:
-    """COPY rows ``<item> TAB <values>``: keep the items whose values match the where clause."""
-    rows = 0
-    pending = bytearray()
-    matches = fallback.where.matches
-    with cur.copy(fallback.query) as copy:
-        for data in copy:
-            item, values = bytes(data).split(b"\t")
-            if not matches(orjson.loads(values.rstrip(b"\n").replace(b"\\\\", b"\\"))):
-                continue
-            pending += item + b"\n"
-            rows += 1
-            if len(pending) >= _FLUSH_BYTES:
-                if job.cancelled:
-                    raise psycopg.errors.QueryCanceled("snapshot cancelled")
-                os.write(fd, _to_fragment(pending))
-                pending.clear()
-    if pending:
-        os.write(fd, _to_fragment(pending))
-    return rows
+def _kept_items(copy: Iterable[Buffer], keep: Callable[[dict], bool]) -> Iterator[bytes]:
+    for data in copy:
+        item, values = bytes(data).split(b"\t")
+        if keep(orjson.loads(values.rstrip(b"\n").replace(b"\\\\", b"\\"))):
+            yield item + b"\n"
 
 
 def _to_fragment(copy_text: bytearray) -> bytes:

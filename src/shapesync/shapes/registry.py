@@ -12,11 +12,11 @@ import shutil
 from collections import OrderedDict
 from pathlib import Path
 
-import orjson
-
-from shapesync.shapes.params import compile_definition_where
-from shapesync.shapes.shape import Shape, ShapeDefinition
+from shapesync.changes import Relation
+from shapesync.shapes.definition import ShapeDefinition, compile_definition_where
+from shapesync.shapes.shape import Shape
 from shapesync.shapes.visibility import SnapshotVisibility
+from shapesync.storage.shape_storage import ShapeStorage
 from shapesync.tables import TableInfo
 from shapesync.where import CompiledWhere
 
@@ -40,15 +40,11 @@ class ShapeRegistry:
 
     def restore(self) -> None:
         for directory in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            meta_path = directory / "shape.json"
             try:
-                meta = orjson.loads(meta_path.read_bytes())
+                meta = ShapeStorage.read_meta(directory)
                 if not meta["snapshot_complete"]:
                     raise ValueError("snapshot never completed")
-                schema, table, oid, where, columns = meta["definition"]
-                definition = ShapeDefinition(
-                    schema, table, oid, where, tuple(columns) if columns else None
-                )
+                definition = ShapeDefinition.from_json(meta["definition"])
                 table_info = TableInfo.from_json(meta["table"])
                 shape = Shape(
                     meta["id"], definition, table_info, directory, self.chunk_threshold,
@@ -56,13 +52,14 @@ class ShapeRegistry:
                 )
                 if meta["visibility"]:
                     shape.set_visibility(SnapshotVisibility.from_json(meta["visibility"]))
-                shape.restore_complete()
+                shape.mark_snapshot_complete()
             except Exception as exc:  # noqa: BLE001 - any damage means the shape is unusable
                 log.warning("removing shape directory %s: %s", directory.name, exc)
                 shutil.rmtree(directory, ignore_errors=True)
                 continue
             self._index(shape)
-            log.info("restored shape %s on %s.%s at %s", shape.id, schema, table, shape.log.last_offset)
+            log.info("restored shape %s on %s.%s at %s", shape.id, definition.schema,
+                     definition.table, shape.storage.last_offset)
 
     def _index(self, shape: Shape) -> None:
         self.by_id[shape.id] = shape
@@ -71,6 +68,21 @@ class ShapeRegistry:
 
     def get(self, definition: ShapeDefinition) -> Shape | None:
         return self.by_key.get(definition.key)
+
+    def by_shape_id(self, shape_id: str) -> Shape | None:
+        return self.by_id.get(shape_id)
+
+    def removal_reason(self, shape_id: str) -> str | None:
+        """Why a recently removed shape went away (None: unknown id, or long forgotten)."""
+        return self.removed.get(shape_id)
+
+    def all(self) -> list[Shape]:
+        return list(self.by_id.values())
+
+    def wake_all(self) -> None:
+        """Answer every live waiter now (shutdown: they must not hold it up)."""
+        for shape in self.by_id.values():
+            shape.notify()
 
     def create(self, definition: ShapeDefinition, table: TableInfo,
                where: CompiledWhere | None = None) -> Shape:
@@ -89,6 +101,23 @@ class ShapeRegistry:
             found.extend(self.by_table.get(oid, ()))
         return found
 
+    def outdated_by(self, relation: Relation) -> list[Shape]:
+        """Shapes whose table a Relation message shows changed: another table now has its
+        name or oid, or its columns or their types differ from what the shape was made for."""
+        outdated = []
+        for shape in self.by_id.values():
+            t = shape.table
+            same_oid = t.oid == relation.relation_id
+            same_name = (t.schema, t.name) == (relation.schema, relation.name)
+            if not (same_oid or same_name):
+                continue
+            columns = tuple(c.name for c in t.columns)
+            types = tuple(c.type_oid for c in t.columns)
+            if not (same_oid and same_name and columns == relation.columns
+                    and types == relation.type_oids):
+                outdated.append(shape)
+        return outdated
+
     def remove(self, shape: Shape, reason: str) -> None:
         """Forget a shape, wake its waiters (they answer 409) and delete its files."""
         if self.by_id.get(shape.id) is not shape:
@@ -102,8 +131,7 @@ class ShapeRegistry:
         while len(self.removed) > REMEMBERED_REMOVALS:
             self.removed.popitem(last=False)
         shape.invalidate(reason)
-        shape.log.close()
-        shutil.rmtree(shape.directory, ignore_errors=True)
+        shape.storage.delete()
 
     def remove_all(self, reason: str) -> None:
         for shape in list(self.by_id.values()):
@@ -113,7 +141,7 @@ class ShapeRegistry:
         """Close every log and forget the shapes: a request still in flight for this
         database must find nothing, never a shape whose file descriptors are closed."""
         for shape in self.by_id.values():
-            shape.log.close()
+            shape.storage.close()
         self.by_id.clear()
         self.by_key.clear()
         self.by_table.clear()

@@ -1,42 +1,19 @@
-"""A live shape: its definition, log, snapshot state and the waiters on its log."""
+"""A live shape: its definition, storage, snapshot state and the waiters on its log."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-
-from shapesync.shapes.log_items import ItemEncoder
+from shapesync.offsets import LogOffset
+from shapesync.shapes.consumer import ShapeConsumer
+from shapesync.shapes.definition import ShapeDefinition
+from shapesync.shapes.items import ItemEncoder
 from shapesync.shapes.visibility import SnapshotVisibility
-from shapesync.storage.shape_log import ShapeLog
+from shapesync.storage.shape_storage import ShapeStorage
 from shapesync.tables import TableInfo
 from shapesync.where import CompiledWhere
-
-
-@dataclass(frozen=True, slots=True)
-class ShapeDefinition:
-    """What makes two requests the same shape (spec 6.2), keyed in full, not by a hash."""
-
-    schema: str
-    table: str
-    table_oid: int
-    where: str | None = None
-    columns: tuple[str, ...] | None = None
-
-    @property
-    def key(self) -> str:
-        return orjson.dumps(
-            [self.schema, self.table, self.table_oid, self.where, self.columns]
-        ).decode()
-
-    def new_shape_id(self) -> str:
-        digest = int.from_bytes(hashlib.sha256(self.key.encode()).digest()[:4], "big") >> 5
-        return f"{digest}-{time.time_ns() // 1_000_000}"
 
 
 class ShapeGone(Exception):
@@ -57,10 +34,10 @@ class Shape:
         self.definition = definition
         self.table = table
         self.where = where
-        self.directory = directory
-        self.encoder = ItemEncoder(table, definition.columns, where)
+        self.consumer = ShapeConsumer(
+            definition.table_oid, ItemEncoder(table, definition.columns, where))
         self.schema_header = table.schema_header()
-        self.log = ShapeLog(directory, chunk_threshold)
+        self.storage = ShapeStorage(directory, chunk_threshold)
         self.visibility: SnapshotVisibility | None = None
         self.snapshot_complete = False
         self.snapshot_error: str | None = None
@@ -70,32 +47,19 @@ class Shape:
         self._changed = asyncio.Event()
 
     # -- persisted metadata -------------------------------------------------------------
-    @property
-    def meta_path(self) -> Path:
-        return self.directory / "shape.json"
-
-    @property
-    def snapshot_path(self) -> Path:
-        return self.directory / "snapshot.json"
-
     def meta(self) -> dict:
+        """What a restart needs to serve this shape again (see ``ShapeRegistry.restore``)."""
         return {
             "id": self.id,
-            "definition": [self.definition.schema, self.definition.table, self.definition.table_oid,
-                           self.definition.where, self.definition.columns],
+            "definition": self.definition.to_json(),
             "table": self.table.to_json(),
             "visibility": self.visibility.to_json() if self.visibility else None,
             "snapshot_complete": self.snapshot_complete,
         }
 
     def save_meta(self) -> None:
-        """Atomically replace shape.json (write, fsync, rename)."""
-        tmp = self.directory / "shape.json.tmp"
-        with open(tmp, "wb") as f:
-            f.write(orjson.dumps(self.meta()))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.meta_path)
+        """Persist ``meta()`` (blocking I/O)."""
+        self.storage.write_meta(self.meta())
 
     # -- snapshot lifecycle ---------------------------------------------------------------
     def set_visibility(self, visibility: SnapshotVisibility) -> None:
@@ -103,16 +67,14 @@ class Shape:
         self._visibility_known.set()
 
     def save_meta_complete(self) -> None:
-        """Persist the completed snapshot (blocking I/O: run it in a thread)."""
+        """Persist the completed snapshot (blocking I/O: run it in a thread), before
+        ``mark_snapshot_complete`` lets readers in."""
         self.snapshot_complete = True
         self.save_meta()
 
     def mark_snapshot_complete(self) -> None:
-        self.snapshot_complete = True
-        self._snapshot_done.set()
-
-    def restore_complete(self) -> None:
-        """A shape reloaded from disk: its snapshot is already durable."""
+        """The snapshot is durable (just taken, or the shape was restored from disk):
+        requests waiting for it go on."""
         self.snapshot_complete = True
         self._snapshot_done.set()
 
@@ -134,11 +96,37 @@ class Shape:
             raise ShapeGone(self.gone_reason)
 
     # -- live waiters --------------------------------------------------------------------
-    def change_event(self) -> asyncio.Event:
-        """The event the *next* publish or invalidation sets; take it before reading."""
-        return self._changed
+    async def read_when_available(
+        self, after: LogOffset, deadline: float, give_up: Callable[[], bool],
+    ) -> tuple[LogOffset, bytes] | None:
+        """(chunk end, items after ``after`` up to it), waiting until the log holds some;
+        empty items once the loop's clock passes ``deadline`` or ``give_up()`` is true
+        after a wake-up. None when the shape went away meanwhile.
+
+        Written for fan-out: a change wakes every waiter in one loop iteration and each
+        returns in that same step (no helper task per wait).
+        """
+        loop = asyncio.get_running_loop()
+        changed = self._changed  # taken before reading: no lost wake-up
+        chunk_end = self.storage.chunk_end(after)
+        data = self.storage.read(after, chunk_end)
+        while not data:
+            if give_up() or loop.time() >= deadline:
+                return chunk_end, b""
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await changed.wait()
+            except TimeoutError:
+                continue
+            if self.gone_reason or self.storage.closed:
+                return None
+            changed = self._changed
+            chunk_end = self.storage.chunk_end(after)
+            data = self.storage.read(after, chunk_end)
+        return chunk_end, data
 
     def notify(self) -> None:
+        """Wake every live waiter (new entries were published, or the shape went away)."""
         event, self._changed = self._changed, asyncio.Event()
         event.set()
 

@@ -8,8 +8,9 @@ Layout in the shape's directory:
   ``log.json``, CRC32 of the item, flags (chunk boundary after this item; last item of
   its transaction).
 
-Appends are buffered per transaction and made durable by ``flush()`` (write + fsync of
-both files); only flushed entries are visible to readers. Recovery keeps the longest
+Appends are buffered per transaction; ``write_pending()`` hands them to the OS, ``sync()``
+fsyncs both files and ``publish()`` then makes them visible to readers, so readers only
+ever see durable entries. Recovery keeps the longest
 prefix of index records that end on a transaction boundary and whose bytes check out,
 and truncates both files to it, so a crash mid-write never exposes half a transaction;
 replication then replays the rest from the slot.
@@ -24,7 +25,7 @@ import zlib
 from array import array
 from pathlib import Path
 
-from shapesync.offsets import FIRST, LogOffset
+from shapesync.offsets import FIRST, LogOffset, offset_key
 
 _RECORD = struct.Struct("<QQQII")
 BOUNDARY = 1
@@ -65,7 +66,7 @@ class ShapeLog:
             tx, op, end, crc, flags = _RECORD.unpack_from(raw_idx, i * _RECORD.size)
             if end > len(data) or end <= start or zlib.crc32(data[start:end]) != crc:
                 break
-            key = LogOffset(tx, op).key
+            key = offset_key(tx, op)
             keys.append(key)
             ends.append(end)
             if flags & BOUNDARY:
@@ -93,21 +94,20 @@ class ShapeLog:
         return LogOffset.from_key(self._keys[self._visible - 1]) if self._visible else FIRST
 
     @property
-    def last_appended_key(self) -> int:
-        return self._keys[-1] if self._keys else FIRST.key
-
-    @property
-    def has_pending(self) -> bool:
-        return bool(self._pending_idx)
+    def last_tx(self) -> int:
+        """The tx offset (commit LSN) of the newest appended entry, durable or not; 0 when
+        empty. Replayed transactions at or below it are already in the log."""
+        return LogOffset.from_key(self._keys[-1]).tx if self._keys else FIRST.tx
 
     def append_transaction(self, tx: int, items: list[tuple[int, bytes]]) -> None:
-        """Buffer one transaction's items (op, JSON) in offset order; call flush() next."""
+        """Buffer one transaction's items (op, JSON) in offset order; ``write_pending()``,
+        ``sync()`` and ``publish()`` make them durable and visible."""
         end = self._ends[-1] if self._ends else 0
         last = len(items) - 1
         for i, (op, body) in enumerate(items):
             chunk = b"," + body
             end += len(chunk)
-            key = (tx << 32) | op
+            key = offset_key(tx, op)
             flags = TXN_END if i == last else 0
             self._chunk_bytes += len(body)
             if self._chunk_bytes >= self.chunk_threshold:

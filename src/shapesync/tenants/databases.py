@@ -23,8 +23,6 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from shapesync.pg.session import session_conninfo
 
-DATABASE_ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
-DATABASE_ID_RULE = "must be 1 to 64 characters: letters, digits, '_', '-' or '.', not starting with '.' or '-'"
 CHECK_TIMEOUT_S = 5
 _SSLMODES = ("disable", "allow", "prefer", "require")
 MAX_NAME = 63  # Postgres identifiers (slot and publication names)
@@ -36,11 +34,6 @@ class DatabaseRejected(ValueError):
     def __init__(self, body: object) -> None:
         super().__init__(str(body))
         self.body = body
-
-
-def database_id_error(database_id: str) -> str | None:
-    """Why ``database_id`` is not usable (it names a directory and goes in URLs), or None."""
-    return None if DATABASE_ID_PATTERN.fullmatch(database_id) else DATABASE_ID_RULE
 
 
 @dataclass(frozen=True)
@@ -84,7 +77,7 @@ def parse_database_url(url: str) -> DatabaseUrl | str:
         params["password"] = unquote(parts.password)
     if sslmode is not None:
         params["sslmode"] = sslmode
-    return DatabaseUrl(make_conninfo(**params), f"{parts.hostname}:{port}/{dbname}")
+    return DatabaseUrl(make_conninfo("", **params), f"{parts.hostname}:{port}/{dbname}")
 
 
 def identity_of(dsn: str) -> str:
@@ -125,7 +118,10 @@ async def check_database(conninfo: str) -> str | None:
                 "SELECT current_setting('wal_level'), r.rolsuper, r.rolreplication, "
                 "has_database_privilege(current_database(), 'CREATE') "
                 "FROM pg_roles r WHERE r.rolname = current_user")
-            wal_level, superuser, replication, can_create = await cur.fetchone()
+            row = await cur.fetchone()
+        if row is None:
+            return "could not inspect the database: the connecting role was not found"
+        wal_level, superuser, replication, can_create = row
     except psycopg.Error as exc:
         return f"could not inspect the database: {str(exc).strip()}"
     if wal_level != "logical":
@@ -189,8 +185,8 @@ async def with_ipv6(conninfo: str) -> str:
     """The conninfo with ``hostaddr`` set to the host's IPv6 address (DATABASE_USE_IPV6);
     raises OSError when the host has none. The lookup runs off the event loop."""
     params = conninfo_to_dict(conninfo)
-    host = params.get("host") or "localhost"
+    host = str(params.get("host") or "localhost")
     infos = await asyncio.get_running_loop().getaddrinfo(
         host, int(params.get("port") or 5432), family=socket.AF_INET6, type=socket.SOCK_STREAM)
     params["hostaddr"] = infos[0][4][0]
-    return make_conninfo(**params)
+    return make_conninfo("", **params)

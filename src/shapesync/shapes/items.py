@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import orjson
 
-from shapesync.changes.model import Delete, Insert, Row, Update
+from shapesync.changes import Delete, Insert, Row, Update
 from shapesync.tables import TableInfo, quote_ident
 from shapesync.where import CompiledWhere
 

@@ -1,8 +1,8 @@
-"""One database's pipeline: catalog access, shape creation, and the replication sink.
+"""One database: its connections, slot, publication, shapes and storage directory.
 
-Replication transactions are applied to every shape of the touched tables in commit
-order (buffered), made durable as a group by ``flush()`` and only then published to
-readers and acknowledged to Postgres (see ``pg.replication``).
+A Tenant wires the stages for its database (``pg.replication`` -> ``shapes.sink`` ->
+storage) and offers the HTTP layer what requests need: table metadata, shapes by
+definition or id, shape creation and deletion. One that fails never holds up another.
 """
 
 from __future__ import annotations
@@ -14,55 +14,51 @@ import shutil
 import orjson
 import psycopg
 
-from shapesync.changes.model import Relation, Transaction, Truncate
+from shapesync.changes import Relation
 from shapesync.config import Settings
-from shapesync.databases import replication_names
 from shapesync.pg import setup
 from shapesync.pg.catalog import load_table
 from shapesync.pg.replication import ReplicationClient
 from shapesync.pg.session import redact, session_conninfo
-from shapesync.pg.snapshot import take_snapshot
-from shapesync.shapes.params import compile_definition_where
+from shapesync.shapes.definition import ShapeDefinition, compile_definition_where
 from shapesync.shapes.registry import ShapeRegistry
-from shapesync.shapes.shape import Shape, ShapeDefinition
+from shapesync.shapes.shape import Shape
+from shapesync.shapes.sink import ShapeSink
+from shapesync.shapes.snapshot import run_snapshot
 from shapesync.tables import TableInfo
+from shapesync.tenants.databases import replication_names
 from shapesync.where import CompiledWhere
 
 log = logging.getLogger(__name__)
 
 
 class NotReady(RuntimeError):
-    """The database is not connected yet (answered with 503)."""
+    """The database is not connected yet, or no longer served (answered with 503/404)."""
 
 
 class Tenant:
-    """One database: its own catalog and replication connections, slot, publication,
-    shape registry and storage directory, so that one failing database never holds up
-    another."""
-
     def __init__(self, database_id: str, dsn: str, settings: Settings, *,
                  default: bool = True) -> None:
         self.id = database_id
         self.dsn = dsn
-        self.settings = settings
         self.slot_name, self.publication_name = replication_names(
             settings.replication_stream_id, database_id, default)
         self.conninfo = session_conninfo(dsn)
         self.state_path = settings.storage_dir / "state" / f"{database_id}.json"
         self.registry = ShapeRegistry(settings.storage_dir / "shapes" / database_id,
                                       settings.chunk_bytes_threshold)
+        self.sink = ShapeSink(self.registry, on_relation=self._forget_table)
         self.status = "starting"
         self.closed = False  # stopped: no new shapes, connections or reads
         self.removed = False
         self.replication = ReplicationClient(
-            dsn, self.slot_name, self.publication_name, self,
+            dsn, self.slot_name, self.publication_name, self.sink,
             on_streaming=self._on_streaming, before_start=self._prepare,
         )
         self._catalog: psycopg.AsyncConnection | None = None
         self._catalog_lock = asyncio.Lock()
         self._create_lock = asyncio.Lock()
         self._tables: dict[tuple[str | None, str], TableInfo] = {}
-        self._dirty: set[Shape] = set()
         self._prepared = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
@@ -76,8 +72,7 @@ class Tenant:
     async def stop(self) -> None:
         self.status = "stopping"
         self.closed = True
-        for shape in list(self.registry.by_id.values()):
-            shape.notify()  # live waiters answer now instead of holding shutdown
+        self.registry.wake_all()
         await self.replication.stop()
         if self._task:
             self._task.cancel()
@@ -86,8 +81,8 @@ class Tenant:
             for task in list(self._tasks):
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._dirty:
-            await self.flush()
+        if self.sink.has_unflushed:
+            await self.sink.flush()
         self.registry.close()
         if self._catalog is not None:
             await self._catalog.close()
@@ -98,7 +93,7 @@ class Tenant:
         shape logs and state are deleted. Returns what could not be cleaned up in Postgres
         (the database may be down), for the log."""
         self.removed = True
-        for shape in list(self.registry.by_id.values()):
+        for shape in self.registry.all():
             shape.invalidate("the database was removed")
         await self.stop()
         problems = []
@@ -165,9 +160,10 @@ class Tenant:
             self._catalog = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
         return self._catalog
 
-    # -- tables and shapes --------------------------------------------------------------
+    # -- tables ---------------------------------------------------------------------------
     async def table(self, schema: str | None, name: str) -> TableInfo:
-        """Table metadata, cached until a Relation message says the table changed."""
+        """Table metadata (schema None: the search path decides), cached until a Relation
+        message says the table changed; raises TableLookupError or NotReady."""
         if (cached := self._tables.get((schema, name))) is not None:
             return cached
         if not self._prepared.is_set():
@@ -180,8 +176,27 @@ class Tenant:
         self._tables[(schema, name)] = info
         return info
 
+    def _forget_table(self, relation: Relation) -> None:
+        """A Relation message: drop cached metadata of the table it names (by oid or name)."""
+        self._tables = {
+            k: v for k, v in self._tables.items()
+            if v.oid != relation.relation_id and (v.schema, v.name) != (relation.schema, relation.name)
+        }
+
+    # -- shapes ---------------------------------------------------------------------------
+    def find_shape(self, definition: ShapeDefinition) -> Shape | None:
+        return self.registry.get(definition)
+
+    def shape_by_id(self, shape_id: str) -> Shape | None:
+        return self.registry.by_shape_id(shape_id)
+
+    def removal_reason(self, shape_id: str) -> str | None:
+        return self.registry.removal_reason(shape_id)
+
     async def get_or_create(self, definition: ShapeDefinition, table: TableInfo,
                             where: CompiledWhere | None = None) -> Shape:
+        """The shape for ``definition``; a new one joins replication at once and takes
+        its snapshot in the background (``Shape.wait_snapshot`` tells when it is done)."""
         async with self._create_lock:
             self.ensure_open()
             shape = self.registry.get(definition)
@@ -202,87 +217,12 @@ class Tenant:
             return shape
 
     async def _snapshot(self, shape: Shape) -> None:
-        try:
-            rows = await take_snapshot(
-                self.conninfo, shape.table, shape.definition.columns, shape.where,
-                shape.snapshot_path,
-                shape.set_visibility,
-            )
-            if shape.gone_reason:
-                return
-            await asyncio.to_thread(shape.save_meta_complete)
-            shape.mark_snapshot_complete()
-            log.info("shape %s: snapshot of %d rows complete", shape.id, rows)
-        except asyncio.CancelledError:
-            shape.mark_failed("server shutting down")
-            raise
-        except Exception as exc:  # noqa: BLE001 - reported to the waiting requests
-            log.error("shape %s: snapshot failed: %s", shape.id, exc)
-            shape.mark_failed(str(exc))
+        if not await run_snapshot(self.conninfo, shape):
             self.registry.remove(shape, "snapshot failed")
 
     def delete_shape(self, shape: Shape, reason: str) -> None:
-        self._dirty.discard(shape)
-        self.registry.remove(shape, reason)
+        self.sink.remove(shape, reason)
 
-    # -- replication sink ------------------------------------------------------------
-    async def apply(self, txn: Transaction) -> None:
-        for shape in self.registry.for_tables(txn.relations_touched):
-            if shape.gone_reason or not await shape.wait_visibility():
-                continue
-            if shape.visibility.already_seen(txn.xid, txn.commit_lsn):
-                continue
-            if txn.commit_lsn <= shape.log.last_appended_key >> 32:
-                continue  # replayed after a restart: already in this shape's log
-            oid = shape.definition.table_oid
-            items: list[tuple[int, bytes]] = []
-            for change in txn.changes:
-                if isinstance(change, Truncate):
-                    if any(r.relation_id == oid for r in change.relations):
-                        break
-                    continue
-                if change.relation.relation_id == oid:
-                    items.extend(shape.encoder.encode(change, txn.commit_lsn, txn.xid))
-            else:
-                if items:
-                    shape.log.append_transaction(txn.commit_lsn, items)
-                    self._dirty.add(shape)
-                continue
-            self.delete_shape(shape, "the table was truncated")
-
-    def relation(self, relation: Relation) -> None:
-        """A Relation message: drop cached metadata, invalidate shapes whose table changed."""
-        self._tables = {
-            k: v for k, v in self._tables.items()
-            if v.oid != relation.relation_id and (v.schema, v.name) != (relation.schema, relation.name)
-        }
-        for shape in list(self.registry.by_id.values()):
-            t = shape.table
-            same_oid = t.oid == relation.relation_id
-            same_name = (t.schema, t.name) == (relation.schema, relation.name)
-            if not (same_oid or same_name):
-                continue
-            columns = tuple(c.name for c in t.columns)
-            types = tuple(c.type_oid for c in t.columns)
-            if not (same_oid and same_name and columns == relation.columns and types == relation.type_oids):
-                self.delete_shape(shape, "the table's schema changed")
-
-    async def flush(self) -> None:
-        dirty, self._dirty = self._dirty, set()
-        for shape in dirty:
-            shape.log.write_pending()
-
-        def sync_all() -> list[Shape]:
-            synced = []
-            for shape in dirty:
-                try:
-                    shape.log.sync()
-                    synced.append(shape)
-                except OSError:
-                    if not shape.gone_reason:
-                        raise
-            return synced
-
-        for shape in await asyncio.to_thread(sync_all):
-            shape.log.publish()
-            shape.notify()
+    def wake_all(self) -> None:
+        """Answer every live waiter now (shutdown must not wait for them)."""
+        self.registry.wake_all()

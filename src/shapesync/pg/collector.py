@@ -7,7 +7,7 @@ placeholders against the old row, and numbers changes with Electric's op offsets
 
 from __future__ import annotations
 
-from shapesync.changes.model import Delete, Insert, Relation, Row, Transaction, Truncate, Update
+from shapesync.changes import Delete, Insert, Relation, Row, Transaction, Truncate, Update
 from shapesync.pg.pgoutput import (
     UNCHANGED_TOAST,
     Begin,

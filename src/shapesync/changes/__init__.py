@@ -1,1 +1,0 @@
-"""Transactions assembled from pgoutput messages."""

@@ -1,0 +1,73 @@
+"""Where replicated transactions enter the shapes of one database.
+
+``pg.replication`` drives it: ``apply`` each committed transaction (in commit order),
+``relation`` for each schema message, and ``flush`` before it acknowledges a position to
+Postgres. Items are buffered per shape by ``apply``; ``flush`` writes and fsyncs every
+shape that got some (one fsync per shape covers a whole batch), and only then publishes
+them to readers and wakes their long-polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from shapesync.changes import Relation, Transaction
+from shapesync.shapes.consumer import Truncated
+from shapesync.shapes.registry import ShapeRegistry
+from shapesync.shapes.shape import Shape
+
+
+class ShapeSink:
+    def __init__(self, registry: ShapeRegistry,
+                 on_relation: Callable[[Relation], None] = lambda relation: None) -> None:
+        self.registry = registry
+        self.on_relation = on_relation
+        self._dirty: set[Shape] = set()
+
+    async def apply(self, txn: Transaction) -> None:
+        for shape in self.registry.for_tables(txn.relations_touched):
+            if shape.gone_reason or not await shape.wait_visibility():
+                continue
+            assert shape.visibility is not None
+            items = shape.consumer.items(txn, shape.visibility, shape.storage.last_tx)
+            if isinstance(items, Truncated):
+                self.remove(shape, "the table was truncated")
+            elif items:
+                shape.storage.append_transaction(txn.commit_lsn, items)
+                self._dirty.add(shape)
+
+    def relation(self, relation: Relation) -> None:
+        """A table's schema may have changed: its shapes made for the old one go."""
+        self.on_relation(relation)
+        for shape in self.registry.outdated_by(relation):
+            self.remove(shape, "the table's schema changed")
+
+    def remove(self, shape: Shape, reason: str) -> None:
+        """Remove a shape (clients get 409); its unflushed items are dropped with it."""
+        self._dirty.discard(shape)
+        self.registry.remove(shape, reason)
+
+    @property
+    def has_unflushed(self) -> bool:
+        return bool(self._dirty)
+
+    async def flush(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for shape in dirty:
+            shape.storage.write_pending()
+
+        def sync_all() -> list[Shape]:
+            synced = []
+            for shape in dirty:
+                try:
+                    shape.storage.sync()
+                    synced.append(shape)
+                except OSError:
+                    if not shape.gone_reason:  # removed meanwhile: its files are gone
+                        raise
+            return synced
+
+        for shape in await asyncio.to_thread(sync_all):
+            shape.storage.publish()
+            shape.notify()

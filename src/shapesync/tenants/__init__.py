@@ -1,0 +1,1 @@
+"""Databases being synced: one Tenant per database and the service that runs them."""

@@ -1,0 +1,125 @@
+"""The databases one server serves: started from settings and the stored list, added
+and removed at run time (Add / Remove Database)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from shapesync.config import Settings
+from shapesync.pg.session import redact
+from shapesync.tenants.databases import (
+    DatabaseRejected,
+    DatabaseStore,
+    StoredDatabase,
+    check_database,
+    identity_of,
+    parse_database_url,
+    with_ipv6,
+)
+from shapesync.tenants.tenant import Tenant
+
+log = logging.getLogger(__name__)
+
+
+def default_database_id(settings: Settings) -> str:
+    """DATABASE_ID, else an id generated once and kept in the storage directory, so that
+    shapes survive restarts (the reference draws a new random id on every start)."""
+    if settings.database_id:
+        return settings.database_id
+    path = settings.storage_dir / "state" / "default_database_id"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        new_id = str(uuid.uuid4())
+        path.write_text(new_id)
+        return new_id
+
+
+class TenantService:
+    """Every database of one server process; ``start``/``stop`` bracket its life.
+    ``tenants`` is live: requests look databases up in it as they are added and removed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tenants: dict[str, Tenant] = {}
+        self.store = DatabaseStore(settings.storage_dir)
+        self._admin_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        if self.settings.database_url:
+            database_id = default_database_id(self.settings)
+            tenant = Tenant(database_id, self.settings.database_url, self.settings)
+            self.tenants[database_id] = tenant
+            await tenant.start()
+        for stored in self.store.load():
+            if stored.id in self.tenants:
+                log.warning("database %s is both DATABASE_ID and an added database; "
+                            "using DATABASE_URL", stored.id)
+                continue
+            try:
+                dsn = await self._connection_string(stored, strict=False)
+            except DatabaseRejected as exc:
+                log.error("database %s cannot be started: %s", stored.id, exc.body)
+                continue
+            tenant = Tenant(stored.id, dsn, self.settings, default=False)
+            self.tenants[stored.id] = tenant
+            await tenant.start()
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(tenant.stop() for tenant in list(self.tenants.values())))
+
+    # -- admin: Add Database / Remove Database ------------------------------------------
+    @staticmethod
+    async def _connection_string(stored: StoredDatabase, strict: bool = True) -> str:
+        """The conninfo for a stored database. Not ``strict`` (at startup), a failed IPv6
+        lookup (DNS down for now, say) falls back to libpq resolving the name itself on
+        every connection attempt, rather than leaving the database out."""
+        parsed = parse_database_url(stored.url)
+        if isinstance(parsed, str):
+            raise DatabaseRejected({"database_url": [parsed]})
+        if not stored.use_ipv6:
+            return parsed.conninfo
+        try:
+            return await with_ipv6(parsed.conninfo)
+        except OSError as exc:
+            if not strict:
+                log.warning("database %s: no IPv6 address now (%s); connecting without the "
+                            "IPv6 preference", stored.id, exc)
+                return parsed.conninfo
+            raise DatabaseRejected({"database_url": [f"has no IPv6 address: {exc}"]}) from None
+
+    async def add_database(self, stored: StoredDatabase) -> None:
+        """Validate, check the server, persist, start. Raises DatabaseRejected."""
+        async with self._admin_lock:
+            if stored.id in self.tenants:
+                raise DatabaseRejected(f"Database {stored.id} already exists.")
+            dsn = await self._connection_string(stored)
+            identity = identity_of(dsn)
+            if any(identity_of(t.dsn) == identity for t in self.tenants.values()):
+                raise DatabaseRejected(
+                    f"The database {identity} is already in use by another tenant.")
+            problem = await check_database(dsn)
+            if problem is not None:
+                raise DatabaseRejected({"database_url": [problem]})
+            tenant = Tenant(stored.id, dsn, self.settings, default=False)
+            self.store.save([*self.store.load(), stored])
+            self.tenants[stored.id] = tenant
+            log.info("database %s added: %s", stored.id, redact(dsn))
+            await tenant.start()
+
+    async def remove_database(self, database_id: str) -> bool:
+        """Stop the database and delete what it left behind; False if it is unknown."""
+        async with self._admin_lock:
+            tenant = self.tenants.pop(database_id, None)
+            if tenant is None:
+                return False
+            for problem in await tenant.remove():
+                log.warning("database %s: %s", database_id, problem)
+            # Forgotten last: a crash during removal brings the database back on restart
+            # (and it can be removed again) instead of leaving its slot holding WAL forever.
+            self.store.save([d for d in self.store.load() if d.id != database_id])
+            log.info("database %s removed", database_id)
+            return True
