@@ -1,4 +1,4 @@
-"""Settings from flags and the reference's environment variables (spec section 12)."""
+"""Settings from flags and the reference's environment variables (same names and defaults)."""
 
 from __future__ import annotations
 

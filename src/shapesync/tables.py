@@ -78,7 +78,8 @@ _INTERVAL_FIELDS = [("YEAR", 4), ("MONTH", 2), ("DAY", 8), ("HOUR", 1024), ("MIN
 
 
 def column_schema(c: ColumnInfo) -> dict:
-    """One column of the ``electric-schema`` header (spec 10.2; rule order matters)."""
+    """One column of the ``electric-schema`` header, as the reference describes each type (rule
+    order matters)."""
     is_array = c.element_type is not None and c.dims > 0
     type_name = c.element_type if is_array else c.type_name
     out: dict = {"type": type_name}

@@ -1,4 +1,4 @@
-"""Caching rules of spec 3.6-3.7: ETag format, If-None-Match matching, the live cursor."""
+"""Caching rules: ETag format, If-None-Match matching, the live cursor."""
 
 from __future__ import annotations
 
@@ -54,3 +54,14 @@ def test_cache_control_values():
         "public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746")
     assert cache.LIVE_CACHE_CONTROL == "public, max-age=5, stale-while-revalidate=5"
     assert cache.catch_up_cache_control(60, 300) == "public, max-age=60, stale-while-revalidate=300"
+
+
+def test_cursor_and_etag_rules():
+    assert cache.next_cursor(20, None, now=cache.CURSOR_EPOCH + 41) == "60"
+    assert cache.next_cursor(20, None, now=cache.CURSOR_EPOCH + 40) == "40"
+    assert cache.next_cursor(0, None) == "0"
+    bumped = int(cache.next_cursor(20, "60", now=cache.CURSOR_EPOCH + 41))
+    assert 61 <= bumped <= 100060
+    assert cache.if_none_match(['"a:b:c", x'], "a:b:c")
+    assert cache.if_none_match(["x, a:b:c"], "a:b:c")
+    assert not cache.if_none_match(["W/a:b:c"], "a:b:c")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from typing import Protocol
 
 from shapesync.http import cache
 from shapesync.http.identifiers import IdentifierError, parse_columns, parse_relation
@@ -21,7 +22,7 @@ from shapesync.pg.catalog import TableLookupError
 from shapesync.shapes.definition import InvalidDefinition, ShapeDefinition, build_definition
 from shapesync.shapes.shape import Shape, ShapeGone
 from shapesync.tables import TableInfo
-from shapesync.tenants.tenant import NotReady, Tenant
+from shapesync.tenants.tenant import NotReady
 from shapesync.where import CompiledWhere
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,24 @@ MISMATCH = (
     "is correct or omit the shape ID from the request to obtain a new one."
 )
 Errors = dict[str, list[str]]
+
+
+class Tenant(Protocol):
+    """What the shape API needs of a database (``tenants.tenant.Tenant``). Every method
+    may raise NotReady once the database is removed or the server stops."""
+
+    status: str  # "starting", "active" or "stopping"
+    removed: bool
+
+    def ensure_open(self) -> None: ...
+    async def table(self, schema: str | None, name: str) -> TableInfo: ...
+    def find_shape(self, definition: ShapeDefinition) -> Shape | None: ...
+    def shape_by_id(self, shape_id: str) -> Shape | None: ...
+    def removal_reason(self, shape_id: str) -> str | None: ...
+    async def get_or_create(self, definition: ShapeDefinition, table: TableInfo,
+                            where: CompiledWhere | None = None) -> Shape: ...
+    def delete_shape(self, shape: Shape, reason: str) -> None: ...
+    def wake_all(self) -> None: ...
 
 
 class ShapeApi:

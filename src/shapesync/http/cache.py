@@ -1,4 +1,5 @@
-"""Caching rules: ETags, If-None-Match, cache-control values and the live cursor (spec 3.6-3.7)."""
+"""Caching rules: ETags, If-None-Match, cache-control values and the live cursor,
+as the reference server sets them (so CDNs and the official clients behave the same)."""
 
 from __future__ import annotations
 

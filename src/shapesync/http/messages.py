@@ -19,7 +19,7 @@ class Request:
     headers: dict[str, list[str]]  # lower-case names
 
     def param(self, name: str) -> str | None:
-        """A query parameter; empty or whitespace-only values count as absent (spec 3.1)."""
+        """A query parameter; empty or whitespace-only values count as absent, as in the reference."""
         values = self.query.get(name)
         if not values or not values[-1].strip():
             return None

@@ -29,8 +29,10 @@ class AckPolicy:
     _last_status: float = 0.0
 
     def start(self, now: float) -> None:
-        """A new stream begins: nothing received on it is pending yet."""
-        self._unflushed = 0
+        """A new stream begins. Transactions applied on the previous one but not flushed
+        stay pending (the sink still holds them: the next confirmation flushes them
+        first); the old stream's WAL end says nothing about the new one."""
+        self._wal_end_seen = 0
         self._last_status = now
 
     @property

@@ -1,4 +1,4 @@
-"""Connection strings with the reference's fixed display settings (spec 4.4).
+"""Connection strings with the reference's fixed display settings.
 
 Applied as startup options to every connection, the replication one included, so values
 are rendered identically by the snapshot and by pgoutput whatever the database's defaults.

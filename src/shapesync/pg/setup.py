@@ -15,7 +15,7 @@ async def ensure_publication(conn: psycopg.AsyncConnection, publication: str) ->
     """Create the publication; on Postgres 18+ make it publish stored generated columns.
 
     Before 18 pgoutput never sends generated columns, so shapes leave them out (see
-    ``inspector.load_table``); from 18 on it can, and shapes include them.
+    ``catalog.load_table``); from 18 on it can, and shapes include them.
     Returns True when the publication had to be created.
     """
     name = sql.Identifier(publication)

@@ -1,6 +1,6 @@
 """Turning changes into Electric log items, encoded to their final JSON bytes once.
 
-Keys follow spec 4.3: ``"schema"."table"/"v1"/"v2"`` with ``/`` doubled inside values and
+Keys follow the Electric protocol: ``"schema"."table"/"v1"/"v2"`` (primary key values) with ``/`` doubled inside values and
 NULL key parts as empty strings (the same rule for snapshot and log).
 """
 
@@ -30,7 +30,7 @@ def row_key(prefix: str, key_columns: tuple[str, ...], row: Row) -> str:
 class ItemEncoder:
     """Per-shape encoder: the table's key rule, the selected columns and the where clause.
 
-    Applies spec 7.5: a change is kept, dropped or converted (an update moving a row into
+    Applies the protocol's where-clause rules: a change is kept, dropped or converted (an update moving a row into
     the shape becomes an insert of the whole row, one moving it out a delete) by evaluating
     the where clause on the old and the new row.
     """

@@ -45,7 +45,7 @@ class DatabaseUrl:
 
 
 def parse_database_url(url: str) -> DatabaseUrl | str:
-    """The URL checks of the reference (spec 11.4), same messages; a str is the error."""
+    """The reference's checks of an Add Database URL, with its messages; a str is the error."""
     try:
         parts = urlsplit(url)
         port = parts.port or 5432
