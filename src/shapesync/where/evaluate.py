@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .arrays import array_append, array_cat, array_prepend, get_element, get_slice
 from .errors import EvalError
+from .nodes import Col, Const, Node, Op
 from .ops import (
     arith,
     ascii_lower,
@@ -28,8 +29,7 @@ from .ops import (
     ts_minus_ts,
     ts_plus_interval,
 )
-from .parse import Col, Const, Node, Op
-from .values import USEC_DAY, PgArray, check_ts, is_array, row_input_fn
+from .values import USEC_DAY, PgArray, check_ts, row_input_fn
 
 
 def compile_node(node: Node):
@@ -607,5 +607,3 @@ _BUILDERS = {
     "minmax": _minmax, "array": _array, "subscript": _subscript,
     "subscripts": _subscripts, "slice": _slice, "arraycat": _arraycat,
 }
-
-__all__ = ["compile_node", "is_array"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .errors import EvalError, WhereError
 from .evaluate import compile_node
-from .parse import Const, Node, Op
+from .nodes import Const, Node, Op
 
 # operators/functions that Postgres implements with strict functions
 _STRICT = {"cmp", "arith", "neg", "abs", "dtarith", "concat", "cast", "like", "func",
