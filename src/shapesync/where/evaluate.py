@@ -6,6 +6,8 @@ when a closure that needs them runs; NULL is ``None`` everywhere (three-valued l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .arrays import array_append, array_cat, array_prepend, get_element, get_slice
 from .errors import EvalError
 from .nodes import Col, Const, Node, Op
@@ -282,6 +284,7 @@ def _arrayop(node: Op):
         return any(x is not None and any(y is not None and eq(x, y) for y in b.items)
                    for x in a.items)
 
+    fn: Callable[[PgArray, PgArray], bool]
     if op == "@>":
         fn = contains
     elif op == "<@":

@@ -9,6 +9,8 @@ and simplifies ``x OR true`` to true (and ``x AND false`` to false) without eval
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from .errors import EvalError, WhereError
 from .evaluate import compile_node
 from .nodes import Const, Node, Op
@@ -18,7 +20,7 @@ _STRICT = {"cmp", "arith", "neg", "abs", "dtarith", "concat", "cast", "like", "f
            "arrayop"}
 
 
-def _const_bool(n: Node):
+def _const_bool(n: Node) -> TypeGuard[Const]:
     return isinstance(n, Const) and n.type == "bool"
 
 
@@ -40,7 +42,7 @@ def fold(node: Node) -> Node:
 
 def _fold_coalesce(node: Op) -> Node:
     # arguments after the first non-NULL constant are dropped unsimplified
-    args = []
+    args: list[Node] = []
     for a in node.args:
         a = fold(a)
         if isinstance(a, Const):

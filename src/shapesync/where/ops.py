@@ -29,6 +29,7 @@ from .values import (
     days_in_month,
     display,
     elem_of,
+    finite_exponent,
     input_fn,
     interval_key,
     is_array,
@@ -285,7 +286,8 @@ def _numeric_div_scale(a: Decimal, b: Decimal) -> int:
     def weight_first(d: Decimal) -> tuple[int, int]:
         if d == 0:
             return 0, 0
-        sign, digits, exp = d.as_tuple()
+        digits = d.as_tuple().digits
+        exp = finite_exponent(d)
         s = "".join(map(str, digits)).lstrip("0")
         # position of the most significant decimal digit: 10^e10
         e10 = len(s) - 1 + exp
@@ -311,8 +313,9 @@ def _numeric_div(a: Decimal, b: Decimal) -> Decimal:
     if b == 0:
         raise _div_zero()
     rscale = _numeric_div_scale(a, b)
-    sa, da, ea = a.as_tuple()
-    sb, db, eb = b.as_tuple()
+    sa, da, _ = a.as_tuple()
+    sb, db, _ = b.as_tuple()
+    ea, eb = finite_exponent(a), finite_exponent(b)
     ia = int("".join(map(str, da)) or "0")
     ib = int("".join(map(str, db)) or "0")
     # a/b * 10^rscale = ia * 10^(ea - eb + rscale) / ib

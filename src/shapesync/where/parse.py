@@ -478,7 +478,7 @@ class Compiler:
         if not (lstr or rstr):
             raise WhereError(
                 f"Could not select an operator overload: {display(lhs.type)} || {display(rhs.type)}", loc)
-        args = []
+        args: list[Node] = []
         for side in (lhs, rhs):
             if is_unknown(side):
                 args.append(literal_as(side, "text"))
