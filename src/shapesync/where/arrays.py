@@ -14,6 +14,7 @@ from itertools import product
 from .coerce import coerce, literal_as, make_cast
 from .errors import EvalError, WhereError
 from .nodes import Node, Op, is_unknown
+from .ops import NUM_RANK
 from .values import NUMBER_TYPES, STRING_TYPES, PgArray, display, elem_of, is_array
 
 MAXDIM = 6
@@ -185,15 +186,14 @@ _CATEGORY = {
     "bool": "B", "uuid": "U",
 }
 _PREFERRED = {"float8", "text", "timestamptz", "interval", "bool"}
-_NUM_RANK = {"int2": 0, "int4": 1, "int8": 2, "numeric": 3, "float4": 4, "float8": 5}
 
 
 def _implicit(src: str, dst: str) -> bool:
     """pg_cast's implicit casts between our scalar types."""
     if src == dst:
         return True
-    if src in _NUM_RANK and dst in _NUM_RANK:
-        return _NUM_RANK[src] < _NUM_RANK[dst]
+    if src in NUM_RANK and dst in NUM_RANK:
+        return NUM_RANK[src] < NUM_RANK[dst]
     if src in STRING_TYPES and dst in STRING_TYPES:
         return src != "name" or dst == "text"  # name -> varchar/bpchar is assignment-only
     return (src, dst) in {("date", "timestamp"), ("date", "timestamptz"),

@@ -393,9 +393,8 @@ def _like(node: Op):
         elif escape == "":
             escape = None
         if ci:
-            return like_matcher(ascii_lower(pattern), ascii_lower(escape) if escape else escape,
-                                False)
-        return like_matcher(pattern, escape, False)
+            return like_matcher(ascii_lower(pattern), ascii_lower(escape) if escape else escape)
+        return like_matcher(pattern, escape)
 
     fx = fs[0]
     if isinstance(pattern_node, Const) and (escape_node is None or isinstance(escape_node, Const)):

@@ -2,7 +2,11 @@
 
 Every node gets a concrete type; untyped string literals and NULLs (type ``unknown``) take
 the type their context requires, as in Postgres. Implicit conversions become explicit
-``cast`` nodes, so evaluate.py and render.py never need to resolve types again.
+``cast`` nodes (coerce.py), so evaluate.py and render.py never need to resolve types
+again. Operators, literals, casts and the SQL constructs (IN, BETWEEN, ANY/ALL, LIKE,
+COALESCE, NULLIF, GREATEST/LEAST, ARRAY[...]) are resolved here; function calls (and
+``AT TIME ZONE``, which the grammar turns into timezone()) go to functions.py, array
+subscripts and ``||`` on arrays to arrays.py.
 """
 
 from __future__ import annotations
@@ -78,6 +82,9 @@ def _sval(node: dict) -> str:
 
 
 class Compiler:
+    """One clause over one table; ``parse()`` returns its typed tree and leaves the
+    names of the columns it references in ``used``."""
+
     def __init__(self, text: str, table: TableInfo) -> None:
         self.text = text
         self.table = table

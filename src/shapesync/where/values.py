@@ -423,7 +423,8 @@ def _parse_tz(text: str, tz: str | None) -> int:
     return sign * (hh * 3600 + mm * 60 + ss)
 
 
-def _special_date(t: str, text: str, s: str):
+def _special_date(s: str) -> int | float | None:
+    """The value of a special date / timestamp word (None: not one)."""
     low = s.lower()
     if low == "infinity" or low == "+infinity":
         return INF
@@ -438,7 +439,7 @@ def _special_date(t: str, text: str, s: str):
 
 def _parse_date(text: str):
     s = text.strip(_WS)
-    special = _special_date("date", text, s)
+    special = _special_date(s)
     if special is not None:
         return special
     m = _DATETIME_RE.fullmatch(s)
@@ -454,7 +455,7 @@ def _parse_date(text: str):
 
 def _parse_timestamp(t: str, text: str):
     s = text.strip(_WS)
-    special = _special_date(t, text, s)
+    special = _special_date(s)
     if special is not None:
         return special
     m = _DATETIME_RE.fullmatch(s)
@@ -497,7 +498,7 @@ def date_out(days) -> str:
     return f"{y:04d}-{m:02d}-{d:02d}"
 
 
-def _time_text(us: int) -> str:
+def time_out(us: int) -> str:
     sec, frac = divmod(us, USEC_SEC)
     h, rem = divmod(sec, 3600)
     mi, s = divmod(rem, 60)
@@ -505,10 +506,6 @@ def _time_text(us: int) -> str:
     if frac:
         out += f".{frac:06d}".rstrip("0")
     return out
-
-
-def time_out(us: int) -> str:
-    return _time_text(us)
 
 
 def timestamp_out(us, tz: bool = False) -> str:
@@ -519,7 +516,7 @@ def timestamp_out(us, tz: bool = False) -> str:
     days, rest = divmod(us, USEC_DAY)
     y, m, d = civil_from_days(days)
     bc = y <= 0
-    out = f"{(1 - y) if bc else y:04d}-{m:02d}-{d:02d} {_time_text(rest)}"
+    out = f"{(1 - y) if bc else y:04d}-{m:02d}-{d:02d} {time_out(rest)}"
     if tz:
         out += "+00"
     return out + (" BC" if bc else "")
