@@ -7,15 +7,29 @@ type-checks it with Postgres' resolution rules, and returns a :class:`CompiledWh
 - ``matches(row)``: evaluation on a row of Postgres output text, with Postgres semantics;
 - ``columns``: the columns the clause references.
 
-Modules: ``parse`` (parse tree -> typed tree), ``values`` (text <-> values per type),
-``ops`` (comparison, arithmetic, casts), ``functions``, ``evaluate`` (closures),
-``render`` (SQL).
+Modules, in dependency order (each imports only modules listed before it):
+
+- ``errors``: :class:`WhereError` (clause rejected) and :class:`EvalError` (evaluation);
+- ``values``: Postgres text <-> Python values per type (input / output functions, arrays);
+- ``numeric_power``: ``numeric ^ numeric`` computed as Postgres does;
+- ``ops``: Postgres semantics on values: comparison, arithmetic, casts, date/time, LIKE;
+- ``nodes``: the typed tree (Node, Const, Col, Op) and the rules on type names;
+- ``coerce``: implicit coercions and explicit casts between tree nodes;
+- ``arrays``: array subscripts, slices, concatenation, size functions (values and typing);
+- ``timezones``: ``AT TIME ZONE`` / timezone() (zone names, conversion and typing);
+- ``functions``: the registry of supported functions (signatures and implementations);
+- ``parse``: pglast parse tree -> typed tree (operators, literals, casts, calls);
+- ``evaluate``: typed tree -> closures over a row;
+- ``fold``: plan-time constant folding, as Postgres' planner does it (uses ``evaluate``);
+- ``render``: typed tree -> SQL text.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from ..tables import TableInfo
 from .errors import EvalError, WhereError
@@ -35,7 +49,8 @@ class CompiledWhere:
 
     __slots__ = ("text", "sql", "columns", "_fn", "_errors", "_logged_at")
 
-    def __init__(self, text: str, sql: str, columns: frozenset[str], fn) -> None:
+    def __init__(self, text: str, sql: str, columns: frozenset[str],
+                 fn: Callable[[dict[str, str | None]], Any]) -> None:
         self.text = text
         self.sql = sql
         self.columns = columns

@@ -1,16 +1,20 @@
-"""Array subscripts, slices and concatenation, with Postgres' semantics.
+"""Array subscripts, slices, concatenation and size functions, with Postgres' semantics.
 
-Type resolution (``build_indirection``, ``build_concat``) follows the parser
-(transformContainerSubscripts, the ``anycompatible`` polymorphic rules); the value
-functions follow arrayfuncs.c (array_get_element, array_get_slice, array_cat,
-array_append, array_prepend). They operate on :class:`PgArray` values; NULL is ``None``.
+Type resolution (``build_concat``, ``check_subscriptable`` / ``subscript_index`` /
+``subscript_node`` / ``slice_node``) follows the parser (transformContainerSubscripts,
+the ``anycompatible`` polymorphic rules); the value functions follow arrayfuncs.c
+(array_get_element, array_get_slice, array_cat, array_append, array_prepend,
+array_length...). They operate on :class:`PgArray` values; NULL is ``None``.
 """
 
 from __future__ import annotations
 
 from itertools import product
 
+from .coerce import coerce, literal_as, make_cast
 from .errors import EvalError, WhereError
+from .nodes import Node, Op, is_unknown
+from .ops import NUM_RANK
 from .values import NUMBER_TYPES, STRING_TYPES, PgArray, display, elem_of, is_array
 
 MAXDIM = 6
@@ -147,6 +151,33 @@ def array_prepend(elem, a: PgArray | None) -> PgArray:
     return PgArray((dim + 1,), a.lbs, (elem, *a.items))
 
 
+def array_length(a: PgArray, dim: int) -> int | None:
+    """array_length(a, dim): NULL for a dimension the array does not have."""
+    if not a.dims or dim < 1 or dim > len(a.dims):
+        return None
+    return a.dims[dim - 1]
+
+
+def array_lower(a: PgArray, dim: int) -> int | None:
+    if not a.dims or dim < 1 or dim > len(a.dims):
+        return None
+    return a.lbs[dim - 1]
+
+
+def array_upper(a: PgArray, dim: int) -> int | None:
+    if not a.dims or dim < 1 or dim > len(a.dims):
+        return None
+    return a.lbs[dim - 1] + a.dims[dim - 1] - 1
+
+
+def cardinality(a: PgArray) -> int:
+    return len(a.items)
+
+
+def array_ndims(a: PgArray) -> int | None:
+    return len(a.dims) if a.dims else None
+
+
 # ---------------------------------------------------------------------------- types
 
 _CATEGORY = {
@@ -155,15 +186,14 @@ _CATEGORY = {
     "bool": "B", "uuid": "U",
 }
 _PREFERRED = {"float8", "text", "timestamptz", "interval", "bool"}
-_NUM_RANK = {"int2": 0, "int4": 1, "int8": 2, "numeric": 3, "float4": 4, "float8": 5}
 
 
 def _implicit(src: str, dst: str) -> bool:
     """pg_cast's implicit casts between our scalar types."""
     if src == dst:
         return True
-    if src in _NUM_RANK and dst in _NUM_RANK:
-        return _NUM_RANK[src] < _NUM_RANK[dst]
+    if src in NUM_RANK and dst in NUM_RANK:
+        return NUM_RANK[src] < NUM_RANK[dst]
     if src in STRING_TYPES and dst in STRING_TYPES:
         return src != "name" or dst == "text"  # name -> varchar/bpchar is assignment-only
     return (src, dst) in {("date", "timestamp"), ("date", "timestamptz"),
@@ -191,14 +221,12 @@ def select_common_type(types: list[str]) -> str | None:
     return p
 
 
-def build_concat(c, lhs, rhs, loc: int | None, fname: str | None = None):
+def build_concat(lhs: Node, rhs: Node, loc: int | None, fname: str | None = None) -> Op:
     """``||`` with an array operand (``fname`` None), or array_cat / array_append /
     array_prepend called by name. Postgres' operator choice: array || array and, with an
     untyped literal or NULL next to an array, array || array too; otherwise the array
     side decides between array_append and array_prepend."""
-    from .parse import UNKNOWN, Op
-
-    unknown = (lhs.type == UNKNOWN, rhs.type == UNKNOWN)
+    unknown = (is_unknown(lhs), is_unknown(rhs))
     arrays = (is_array(lhs.type), is_array(rhs.type))
     if fname is None:
         if (arrays[0] and (arrays[1] or unknown[1])) or (arrays[1] and unknown[0]):
@@ -218,9 +246,9 @@ def build_concat(c, lhs, rhs, loc: int | None, fname: str | None = None):
                           loc)
 
     elems = []
-    for node, is_unknown, is_arr, wants_array in zip((lhs, rhs), unknown, arrays, roles,
-                                                     strict=True):
-        if is_unknown:
+    for node, unknown_side, is_arr, wants_array in zip((lhs, rhs), unknown, arrays, roles,
+                                                       strict=True):
+        if unknown_side:
             continue
         if is_arr != wants_array:
             raise failure()
@@ -228,57 +256,48 @@ def build_concat(c, lhs, rhs, loc: int | None, fname: str | None = None):
     common = select_common_type(elems)  # only untyped literals: text, as in Postgres
     if common is None or common.startswith(("enum:", "opaque:")):
         raise failure()
-    args = [c.coerce(node, common + "[]" if wants_array else common, loc=loc)
+    args = [coerce(node, common + "[]" if wants_array else common, loc=loc)
             for node, wants_array in zip((lhs, rhs), roles, strict=True)]
     return Op(common + "[]", loc, "arraycat", args, {"mode": mode})
 
 
-def build_indirection(c, body: dict):
-    """``a[i]``, ``a[i][j]``, ``a[i:j]``, ``a[:j][k]``...: one subscripting operation over
-    all the brackets of the node (transformContainerSubscripts). With any slice present
-    every subscript is a slice, a plain ``[k]`` meaning ``[1:k]``."""
-    from .parse import Const, Op
+# Subscripts (transformContainerSubscripts): the parser walks the brackets of ``a[i][j]``,
+# ``a[i:j]``, ``a[:j][k]``... and builds one subscripting node over all of them with these.
 
-    arg = c.operand(body["arg"])
-    loc = arg.loc
-    indices = []
-    for ind in body["indirection"]:
-        if "A_Indices" not in ind:
-            raise WhereError("field selection is not supported", loc)
-        indices.append(ind["A_Indices"])
+
+def check_subscriptable(arg: Node, count: int) -> None:
+    """``arg`` may take ``count`` brackets of subscripts."""
     if not is_array(arg.type):
         raise WhereError(f"cannot subscript type {display(arg.type)} because it does not "
-                         "support subscripting", loc)
-    if len(indices) > MAXDIM:
-        raise WhereError(f"number of array dimensions ({len(indices)}) exceeds the maximum "
-                         f"allowed ({MAXDIM})", loc)
+                         "support subscripting", arg.loc)
+    if count > MAXDIM:
+        raise WhereError(f"number of array dimensions ({count}) exceeds the maximum "
+                         f"allowed ({MAXDIM})", arg.loc)
 
-    def subscript(node: dict):
-        # coerce_to_target_type(..., int4, COERCION_ASSIGNMENT): int8/numeric/float too
-        n = c.operand(node)
-        if n.type == "unknown":
-            return c.literal_as(n, "int4")
-        if n.type == "int4":
-            return n
-        if n.type in NUMBER_TYPES:
-            return c.make_cast(n, "int4", n.loc)
-        raise WhereError("array subscript must have type integer", n.loc)
 
-    if not any(idx.get("is_slice") for idx in indices):
-        subs = [subscript(idx["uidx"]) for idx in indices]
-        if len(subs) == 1:
-            return Op(elem_of(arg.type), loc, "subscript", [arg, subs[0]])
-        return Op(elem_of(arg.type), loc, "subscripts", [arg, *subs])
-    uppers, lowers = [], []
-    for idx in indices:
-        if idx.get("lidx") is not None:
-            lowers.append(subscript(idx["lidx"]))
-        elif not idx.get("is_slice"):
-            lowers.append(Const("int4", None, 1))
-        else:
-            lowers.append(None)
-        uppers.append(subscript(idx["uidx"]) if idx.get("uidx") is not None else None)
+def subscript_index(n: Node) -> Node:
+    """A subscript converted to int4 as coerce_to_target_type(..., COERCION_ASSIGNMENT)
+    does: int8 / numeric / float subscripts are cast too."""
+    if is_unknown(n):
+        return literal_as(n, "int4")
+    if n.type == "int4":
+        return n
+    if n.type in NUMBER_TYPES:
+        return make_cast(n, "int4", n.loc)
+    raise WhereError("array subscript must have type integer", n.loc)
+
+
+def subscript_node(arg: Node, subs: list[Node]) -> Op:
+    """``arg[i]`` or ``arg[i][j]...`` (no slice)."""
+    if len(subs) == 1:
+        return Op(elem_of(arg.type), arg.loc, "subscript", [arg, subs[0]])
+    return Op(elem_of(arg.type), arg.loc, "subscripts", [arg, *subs])
+
+
+def slice_node(arg: Node, lowers: list[Node | None], uppers: list[Node | None]) -> Op:
+    """``arg[l:u]...``: with any slice present every subscript is a slice (a plain ``[k]``
+    being ``[1:k]``); an omitted bound is None."""
     args = [arg, *(u for u in uppers if u is not None), *(lo for lo in lowers if lo is not None)]
-    return Op(arg.type, loc, "slice", args,
+    return Op(arg.type, arg.loc, "slice", args,
               {"upper": tuple(u is not None for u in uppers),
                "lower": tuple(lo is not None for lo in lowers)})

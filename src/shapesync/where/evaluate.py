@@ -6,8 +6,11 @@ when a closure that needs them runs; NULL is ``None`` everywhere (three-valued l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .arrays import array_append, array_cat, array_prepend, get_element, get_slice
 from .errors import EvalError
+from .nodes import Col, Const, Node, Op
 from .ops import (
     arith,
     ascii_lower,
@@ -28,8 +31,7 @@ from .ops import (
     ts_minus_ts,
     ts_plus_interval,
 )
-from .parse import Col, Const, Node, Op
-from .values import USEC_DAY, PgArray, check_ts, is_array, row_input_fn
+from .values import USEC_DAY, PgArray, check_ts, row_input_fn
 
 
 def compile_node(node: Node):
@@ -282,6 +284,7 @@ def _arrayop(node: Op):
         return any(x is not None and any(y is not None and eq(x, y) for y in b.items)
                    for x in a.items)
 
+    fn: Callable[[PgArray, PgArray], bool]
     if op == "@>":
         fn = contains
     elif op == "<@":
@@ -390,9 +393,8 @@ def _like(node: Op):
         elif escape == "":
             escape = None
         if ci:
-            return like_matcher(ascii_lower(pattern), ascii_lower(escape) if escape else escape,
-                                False)
-        return like_matcher(pattern, escape, False)
+            return like_matcher(ascii_lower(pattern), ascii_lower(escape) if escape else escape)
+        return like_matcher(pattern, escape)
 
     fx = fs[0]
     if isinstance(pattern_node, Const) and (escape_node is None or isinstance(escape_node, Const)):
@@ -607,5 +609,3 @@ _BUILDERS = {
     "minmax": _minmax, "array": _array, "subscript": _subscript,
     "subscripts": _subscripts, "slice": _slice, "arraycat": _arraycat,
 }
-
-__all__ = ["compile_node", "is_array"]

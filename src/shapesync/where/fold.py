@@ -9,16 +9,18 @@ and simplifies ``x OR true`` to true (and ``x AND false`` to false) without eval
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 from .errors import EvalError, WhereError
 from .evaluate import compile_node
-from .parse import Const, Node, Op
+from .nodes import Const, Node, Op
 
 # operators/functions that Postgres implements with strict functions
 _STRICT = {"cmp", "arith", "neg", "abs", "dtarith", "concat", "cast", "like", "func",
            "arrayop"}
 
 
-def _const_bool(n: Node):
+def _const_bool(n: Node) -> TypeGuard[Const]:
     return isinstance(n, Const) and n.type == "bool"
 
 
@@ -40,7 +42,7 @@ def fold(node: Node) -> Node:
 
 def _fold_coalesce(node: Op) -> Node:
     # arguments after the first non-NULL constant are dropped unsimplified
-    args = []
+    args: list[Node] = []
     for a in node.args:
         a = fold(a)
         if isinstance(a, Const):

@@ -18,7 +18,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 from functools import lru_cache
 
 from .errors import EvalError
-from .values import numeric_scale
+from .values import finite_exponent, numeric_scale
 
 NUMERIC_MIN_SIG_DIGITS = 16
 NUMERIC_MAX_DISPLAY_SCALE = 1000
@@ -50,7 +50,8 @@ def _overflow() -> EvalError:
 def _nbase(d: Decimal) -> tuple[int, list[int]]:
     """(weight, base-10000 digits) of abs(d) != 0, trailing zero digits stripped, as in
     Postgres' NumericVar."""
-    _, digits, exp = d.as_tuple()
+    digits = d.as_tuple().digits
+    exp = finite_exponent(d)
     n = int("".join(map(str, digits)))
     if exp >= 0:
         n *= 10**exp

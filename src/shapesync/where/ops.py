@@ -1,4 +1,5 @@
-"""Postgres semantics on Python values: comparison, arithmetic, casts.
+"""Postgres semantics on Python values: comparison, arithmetic, date/time arithmetic,
+casts, LIKE and C-locale case folding.
 
 Every function here operates on non-NULL values (NULL handling lives in evaluate.py) and
 raises :class:`EvalError` where Postgres raises.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import math
 import operator
+import re
+from collections.abc import Callable
 from decimal import Decimal
 
 from .errors import EvalError
@@ -29,6 +32,7 @@ from .values import (
     days_in_month,
     display,
     elem_of,
+    finite_exponent,
     input_fn,
     interval_key,
     is_array,
@@ -285,7 +289,8 @@ def _numeric_div_scale(a: Decimal, b: Decimal) -> int:
     def weight_first(d: Decimal) -> tuple[int, int]:
         if d == 0:
             return 0, 0
-        sign, digits, exp = d.as_tuple()
+        digits = d.as_tuple().digits
+        exp = finite_exponent(d)
         s = "".join(map(str, digits)).lstrip("0")
         # position of the most significant decimal digit: 10^e10
         e10 = len(s) - 1 + exp
@@ -311,8 +316,9 @@ def _numeric_div(a: Decimal, b: Decimal) -> Decimal:
     if b == 0:
         raise _div_zero()
     rscale = _numeric_div_scale(a, b)
-    sa, da, ea = a.as_tuple()
-    sb, db, eb = b.as_tuple()
+    sa, da, _ = a.as_tuple()
+    sb, db, _ = b.as_tuple()
+    ea, eb = finite_exponent(a), finite_exponent(b)
     ia = int("".join(map(str, da)) or "0")
     ib = int("".join(map(str, db)) or "0")
     # a/b * 10^rscale = ia * 10^(ea - eb + rscale) / ib
@@ -623,7 +629,8 @@ def justify_interval(iv):
 
 # ---------------------------------------------------------------------------- casts
 
-_NUM_RANK = {"int2": 0, "int4": 1, "int8": 2, "numeric": 3, "float4": 4, "float8": 5}
+# numeric types in the order of their implicit casts (each one casts to every later one)
+NUM_RANK = {"int2": 0, "int4": 1, "int8": 2, "numeric": 3, "float4": 4, "float8": 5}
 
 
 def _float_to_int(t: str):
@@ -730,8 +737,8 @@ def implicit_ok(src: str, dst: str) -> bool:
     """Whether Postgres would apply ``src -> dst`` implicitly (for our supported types)."""
     if src == dst:
         return True
-    if src in _NUM_RANK and dst in _NUM_RANK:
-        return _NUM_RANK[src] < _NUM_RANK[dst]
+    if src in NUM_RANK and dst in NUM_RANK:
+        return NUM_RANK[src] < NUM_RANK[dst]
     if src in STRING_TYPES and dst in ("text", "varchar", "bpchar", "name"):
         return True
     if src == "date" and dst in ("timestamp", "timestamptz"):
@@ -845,10 +852,9 @@ def varchar_typmod(n: int, pad: bool):
 # ---------------------------------------------------------------------------- text
 
 
-def like_matcher(pattern: str, escape: str | None, ci: bool):
-    """Compile a LIKE pattern to a predicate; Postgres semantics (whole-string match)."""
-    import re
-
+def like_matcher(pattern: str, escape: str | None) -> Callable[[str], bool]:
+    """Compile a LIKE pattern to a predicate; Postgres semantics (whole-string match).
+    ILIKE lower-cases pattern and subject before (``ascii_lower``)."""
     if escape is not None and len(escape) > 1:
         raise EvalError("invalid escape string")
     parts = []
@@ -877,12 +883,9 @@ def like_matcher(pattern: str, escape: str | None, ci: bool):
             if literal_only:
                 prefix_chars.append(c)
         i += 1
-    if not ci:
-        if literal_only:
-            lit = "".join(prefix_chars)
-            return lambda s: s == lit
-        rx = re.compile("".join(parts), re.DOTALL)
-        return lambda s: rx.fullmatch(s) is not None
+    if literal_only:
+        lit = "".join(prefix_chars)
+        return lambda s: s == lit
     rx = re.compile("".join(parts), re.DOTALL)
     return lambda s: rx.fullmatch(s) is not None
 

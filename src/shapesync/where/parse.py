@@ -2,21 +2,37 @@
 
 Every node gets a concrete type; untyped string literals and NULLs (type ``unknown``) take
 the type their context requires, as in Postgres. Implicit conversions become explicit
-``cast`` nodes, so evaluate.py and render.py never need to resolve types again.
+``cast`` nodes (coerce.py), so evaluate.py and render.py never need to resolve types
+again. Operators, literals, casts and the SQL constructs (IN, BETWEEN, ANY/ALL, LIKE,
+COALESCE, NULLIF, GREATEST/LEAST, ARRAY[...]) are resolved here; function calls (and
+``AT TIME ZONE``, which the grammar turns into timezone()) go to functions.py, array
+subscripts and ``||`` on arrays to arrays.py.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 from pglast.parser import ParseError, parse_sql_json
 
-from ..tables import TableInfo
+from ..tables import ColumnInfo, TableInfo
+from .arrays import build_concat, check_subscriptable, slice_node, subscript_index, subscript_node
+from .coerce import coerce, literal_as, make_cast, typmod_fn, unify
 from .errors import EvalError, WhereError
-from .ops import cast_fn, implicit_ok, numeric_typmod, varchar_typmod
+from .functions import build_function, build_power, float_sqrt
+from .nodes import (
+    CMP_OPS,
+    UNKNOWN,
+    Col,
+    Const,
+    Node,
+    Op,
+    common_type,
+    is_datetime,
+    is_unknown,
+    num_common,
+)
 from .values import (
     FLOAT_TYPES,
     INT_RANGE,
@@ -24,51 +40,21 @@ from .values import (
     NUMBER_TYPES,
     SCALAR_TYPES,
     STRING_TYPES,
+    PgArray,
     display,
     elem_of,
-    input_fn,
     is_array,
     norm_numeric,
 )
 
 PREFIX = "SELECT 1 WHERE "
-UNKNOWN = "unknown"
-CMP_OPS = ("=", "<>", "!=", "<", ">", "<=", ">=")
-ORDER_OPS = ("<", ">", "<=", ">=")
 FIRST_USER_OID = 16384
-
-
-# ---------------------------------------------------------------------------- nodes
-
-
-@dataclass(eq=False)
-class Node:
-    type: str
-    loc: int | None
-
-
-@dataclass(eq=False)
-class Const(Node):
-    value: Any = None
-    lit: str | None = None  # the literal's text as written (string literals)
-
-
-@dataclass(eq=False)
-class Col(Node):
-    name: str = ""
-
-
-@dataclass(eq=False)
-class Op(Node):
-    kind: str = ""
-    args: list[Node] = field(default_factory=list)
-    data: dict = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------- helpers
 
 
-def column_type(col) -> str:
+def column_type(col: ColumnInfo) -> str:
     """Our type name for a catalog column."""
     if col.element_type is not None and (col.dims > 0 or col.type_name.startswith("_")):
         e = col.element_type
@@ -95,46 +81,10 @@ def _sval(node: dict) -> str:
     return node["String"]["sval"]
 
 
-def _is_unknown(n: Node) -> bool:
-    return n.type == UNKNOWN
-
-
-def _is_null_const(n: Node) -> bool:
-    return isinstance(n, Const) and n.value is None
-
-
-def _numeric_family(t: str) -> bool:
-    return t in NUMBER_TYPES
-
-
-_NUM_ORDER = {"int2": 0, "int4": 1, "int8": 2, "numeric": 3}
-
-
-def _num_common(a: str, b: str) -> str:
-    if a in FLOAT_TYPES or b in FLOAT_TYPES:
-        return "float4" if a == b == "float4" else "float8"
-    return a if _NUM_ORDER[a] >= _NUM_ORDER[b] else b
-
-
-_DT_ORDER = {"date": 0, "timestamp": 1, "timestamptz": 2}
-
-
-def common_type(a: str, b: str) -> str | None:
-    """The type two known types are compared / combined as (None: incompatible)."""
-    if a == b:
-        return a
-    if _numeric_family(a) and _numeric_family(b):
-        return _num_common(a, b)
-    if a in STRING_TYPES and b in STRING_TYPES:
-        if {a, b} == {"bpchar", "varchar"}:
-            return "bpchar"
-        return "text"
-    if a in _DT_ORDER and b in _DT_ORDER:
-        return a if _DT_ORDER[a] >= _DT_ORDER[b] else b
-    return None
-
-
 class Compiler:
+    """One clause over one table; ``parse()`` returns its typed tree and leaves the
+    names of the columns it references in ``used``."""
+
     def __init__(self, text: str, table: TableInfo) -> None:
         self.text = text
         self.table = table
@@ -184,7 +134,7 @@ class Compiler:
         if where is None:
             raise WhereError("empty where clause", 0)
         node = self.expr(where)
-        node = self.coerce(node, "bool", "WHERE clause must return bool", node.loc or 0)
+        node = coerce(node, "bool", "WHERE clause must return bool", node.loc or 0)
         return node
 
     # ------------------------------------------------------------------ dispatch
@@ -257,73 +207,6 @@ class Compiler:
 
     # ------------------------------------------------------------------ coercion
 
-    def coerce(self, n: Node, target: str, message: str | None = None,
-               loc: int | None = None) -> Node:
-        """Implicit coercion (unknown literal -> target, or an implicit cast)."""
-        if n.type == target:
-            return n
-        if _is_unknown(n):
-            return self.literal_as(n, target)
-        if n.type.startswith("enum:"):
-            pass  # enums only meet their own labels (no implicit casts to text)
-        elif implicit_ok(n.type, target) or (is_array(n.type) and is_array(target)
-                                             and implicit_ok(elem_of(n.type), elem_of(target))):
-            return self.make_cast(n, target, n.loc)
-        raise WhereError(
-            message or f"cannot use {display(n.type)} where {display(target)} is required",
-            n.loc if loc is None else loc,
-        )
-
-    def literal_as(self, n: Node, target: str) -> Node:
-        assert isinstance(n, Const)
-        if n.value is None:
-            return Const(target, n.loc, None)
-        if is_array(target) and elem_of(target).startswith(("enum:", "opaque:")):
-            raise WhereError(f"arrays of type {display(elem_of(target))} are not supported", n.loc)
-        if target.startswith("enum:"):
-            return Const(target, n.loc, n.value, lit=n.lit)
-        if target.startswith("opaque:"):
-            raise WhereError(f"values of type {display(target)} are not supported", n.loc)
-        try:
-            value = input_fn(target)(n.value)
-        except EvalError as exc:
-            raise WhereError(f"invalid syntax for type {display(target)}: {n.value} ({exc})",
-                             n.loc) from None
-        return Const(target, n.loc, value, lit=n.lit)
-
-    def make_cast(self, n: Node, target: str, loc: int | None, typmod: tuple = (),
-                  sqltype: str | None = None) -> Node:
-        if n.type.startswith("opaque:") or target.startswith("opaque:"):
-            raise WhereError(f"unknown cast from type {display(n.type)} to type {display(target)}", loc)
-        fn = cast_fn(n.type, target)
-        if fn is None:
-            raise WhereError(f"unknown cast from type {display(n.type)} to type {display(target)}", loc)
-        if typmod:
-            mod = _typmod_fn(target, typmod, loc)
-            if mod is not None:
-                inner = fn
-                fn = (lambda v, a=inner, b=mod: b(a(v)))  # noqa: E731
-        return Op(target, loc, "cast", [n], {"fn": fn, "sqltype": sqltype or sql_type(target)})
-
-    def unify(self, nodes: list[Node], what: str, loc: int | None) -> tuple[str, list[Node]]:
-        """Postgres' common-type resolution for comparison-like contexts."""
-        known = [n.type for n in nodes if not _is_unknown(n)]
-        if not known:
-            t = "text"
-        else:
-            t = known[0]
-            for other in known[1:]:
-                c = common_type(t, other)
-                if c is None:
-                    if is_array(t) and is_array(other):
-                        raise WhereError(
-                            f"Could not select an operator overload: {what} types "
-                            f"{display(t)} and {display(other)} cannot be matched", loc)
-                    raise WhereError(
-                        f"{what} types {display(t)} and {display(other)} cannot be matched", loc)
-                t = c
-        return t, [self.coerce(n, t, loc=loc) for n in nodes]
-
     # ------------------------------------------------------------------ casts
 
     def _TypeCast(self, body: dict) -> Node:
@@ -334,14 +217,14 @@ class Compiler:
         if "A_ArrayExpr" in arg_node and not arg_node["A_ArrayExpr"].get("elements"):
             if not is_array(target):
                 raise WhereError("cannot cast empty array to a non-array type", loc)
-            return Const(target, loc, _empty_array(), lit=None)
+            return Const(target, loc, PgArray((), (), ()), lit=None)
         arg = self.expr(arg_node)
         if arg.type == target and not typmod:
             return arg
-        if _is_unknown(arg):
-            c = self.literal_as(arg, target)
+        if is_unknown(arg):
+            c = literal_as(arg, target)
             if typmod and c.value is not None:
-                mod = _typmod_fn(target, typmod, loc)
+                mod = typmod_fn(target, typmod)
                 if mod is not None:
                     try:
                         c.value = mod(c.value)
@@ -352,7 +235,7 @@ class Compiler:
         self.check_usable(arg)
         if arg.type.startswith("enum:") and target not in ("text", "varchar", "bpchar", "name"):
             raise WhereError(f"unknown cast from type {display(arg.type)} to type {display(target)}", loc)
-        return self.make_cast(arg, target, loc, typmod, sqltype)
+        return make_cast(arg, target, loc, typmod, sqltype)
 
     # ------------------------------------------------------------------ boolean logic
 
@@ -363,15 +246,15 @@ class Compiler:
         args = []
         for a in body["args"]:
             n = self.operand(a)
-            args.append(self.coerce(n, "bool", f"argument of {names[op]} must be type boolean, "
+            args.append(coerce(n, "bool", f"argument of {names[op]} must be type boolean, "
                                               f"not type {display(n.type)}", n.loc))
         kind = {"AND_EXPR": "and", "OR_EXPR": "or", "NOT_EXPR": "not"}[op]
         return Op("bool", loc, kind, args)
 
     def _NullTest(self, body: dict) -> Node:
         arg = self.expr(body["arg"])
-        if _is_unknown(arg):
-            arg = self.literal_as(arg, "text")
+        if is_unknown(arg):
+            arg = literal_as(arg, "text")
         neg = body["nulltesttype"] == "IS_NOT_NULL"
         if isinstance(arg, Col) and self.columns[arg.name].not_null:
             # Postgres (17+) plans a null test of a NOT NULL column as a constant, so the
@@ -384,7 +267,7 @@ class Compiler:
         arg = self.operand(body["arg"])
         kind = body["booltesttype"]
         pretty = kind.replace("IS_", "IS ").replace("_", " ")
-        arg = self.coerce(arg, "bool", f"argument of {pretty} must be bool, not {arg.type}",
+        arg = coerce(arg, "bool", f"argument of {pretty} must be bool, not {arg.type}",
                           _loc(body))
         return Op("bool", _loc(body), "booltest", [arg], {"test": kind})
 
@@ -407,13 +290,13 @@ class Compiler:
         if kind in ("AEXPR_OP_ANY", "AEXPR_OP_ALL"):
             return self.any_all(op, body, kind == "AEXPR_OP_ALL", loc)
         if kind in ("AEXPR_DISTINCT", "AEXPR_NOT_DISTINCT"):
-            t, (lhs, rhs) = self.unify([self.operand(body["lexpr"]), self.operand(body["rexpr"])],
+            t, (lhs, rhs) = unify([self.operand(body["lexpr"]), self.operand(body["rexpr"])],
                                        "IS DISTINCT FROM", loc)
             self.check_comparable(t, "=", loc)
             return Op("bool", loc, "distinct", [lhs, rhs],
                       {"negated": kind == "AEXPR_NOT_DISTINCT", "argtype": t})
         if kind == "AEXPR_NULLIF":
-            t, (lhs, rhs) = self.unify([self.operand(body["lexpr"]), self.operand(body["rexpr"])],
+            t, (lhs, rhs) = unify([self.operand(body["lexpr"]), self.operand(body["rexpr"])],
                                        "NULLIF", loc)
             self.check_comparable(t, "=", loc)
             return Op(t, loc, "nullif", [lhs, rhs], {"argtype": t})
@@ -449,7 +332,7 @@ class Compiler:
         parts: list[Node] = []
         rest = [n for n, _ in nodes]
         if len(nonvars) > 1:
-            t, unified = self.unify([lhs, *nonvars], "IN", loc)
+            t, unified = unify([lhs, *nonvars], "IN", loc)
             self.check_comparable(t, "=", loc)
             if is_array(t):
                 raise WhereError("IN lists of arrays are not supported", loc)
@@ -498,7 +381,7 @@ class Compiler:
                 lhs, rhs = self.same_array_types(lhs, rhs, op, loc)
                 t = lhs.type
             else:
-                t, (lhs, rhs) = self.unify([lhs, rhs], f"operator {op}:", loc)
+                t, (lhs, rhs) = unify([lhs, rhs], f"operator {op}:", loc)
             self.check_comparable(t, op, loc)
             return Op("bool", loc, "cmp", [lhs, rhs], {"op": "<>" if op == "!=" else op,
                                                        "argtype": t})
@@ -515,37 +398,27 @@ class Compiler:
         if op in ("~~", "!~~", "~~*", "!~~*"):
             return self.like_nodes(op, lhs, rhs, None, loc)
         if op in ("&", "|", "#"):
-            if _is_unknown(lhs) and not _is_unknown(rhs):
-                lhs = self.literal_as(lhs, rhs.type if rhs.type in INT_TYPES else "int4")
-            if _is_unknown(rhs):
-                rhs = self.literal_as(rhs, lhs.type if lhs.type in INT_TYPES else "int4")
+            if is_unknown(lhs) and not is_unknown(rhs):
+                lhs = literal_as(lhs, rhs.type if rhs.type in INT_TYPES else "int4")
+            if is_unknown(rhs):
+                rhs = literal_as(rhs, lhs.type if lhs.type in INT_TYPES else "int4")
             if lhs.type not in INT_TYPES or rhs.type not in INT_TYPES:
                 raise WhereError(f"Could not select an operator overload: {display(lhs.type)} "
                                  f"{op} {display(rhs.type)}", loc)
-            t = _num_common(lhs.type, rhs.type)
-            lhs, rhs = self.coerce(lhs, t, loc=loc), self.coerce(rhs, t, loc=loc)
+            t = num_common(lhs.type, rhs.type)
+            lhs, rhs = coerce(lhs, t, loc=loc), coerce(rhs, t, loc=loc)
             return Op(t, loc, "arith", [lhs, rhs], {"op": op, "argtype": t})
-        if op in ("^",):
-            from .functions import _pow
-
-            if FLOAT_TYPES[1] not in (lhs.type, rhs.type) and FLOAT_TYPES[0] not in (
-                    lhs.type, rhs.type) and "numeric" in (lhs.type, rhs.type):
-                from .extra_functions import numeric_power_node
-
-                return numeric_power_node(self, lhs, rhs, loc)
-            lhs = self.coerce(lhs, "float8", loc=loc)
-            rhs = self.coerce(rhs, "float8", loc=loc)
-            return Op("float8", loc, "func", [lhs, rhs], {"name": "pow", "sql": "power",
-                                                         "impl": _pow})
+        if op == "^":
+            return build_power(lhs, rhs, loc)
         raise WhereError(f"unknown binary operator {op}", loc)
 
     def same_array_types(self, lhs: Node, rhs: Node, op: str, loc: int | None):
-        if _is_unknown(lhs) and _is_unknown(rhs):
+        if is_unknown(lhs) and is_unknown(rhs):
             raise WhereError(f"operator is not unique: unknown {op} unknown", loc)
-        if _is_unknown(lhs):
-            lhs = self.literal_as(lhs, rhs.type)
-        elif _is_unknown(rhs):
-            rhs = self.literal_as(rhs, lhs.type)
+        if is_unknown(lhs):
+            lhs = literal_as(lhs, rhs.type)
+        elif is_unknown(rhs):
+            rhs = literal_as(rhs, lhs.type)
         if lhs.type != rhs.type:
             raise WhereError(
                 f"Could not select an operator overload: {display(lhs.type)} {op} "
@@ -554,7 +427,7 @@ class Compiler:
 
     def unary(self, op: str, arg: Node, loc: int | None) -> Node:
         if op == "+" or op == "-" or op == "@":
-            if _is_unknown(arg):
+            if is_unknown(arg):
                 raise WhereError(f"operator is not unique: {op} unknown", loc)
             if arg.type in NUMBER_TYPES:
                 if op == "+":
@@ -564,65 +437,62 @@ class Compiler:
                 return arg if op == "+" else Op("interval", loc, "neg", [arg], {"argtype": "interval"})
             raise WhereError(f"Could not select an operator overload: {op} {display(arg.type)}", loc)
         if op == "|/":
-            from .functions import _sqrt
-
-            arg = self.coerce(arg, "float8", loc=loc)
-            return Op("float8", loc, "func", [arg], {"name": "sqrt", "sql": "sqrt", "impl": _sqrt})
+            arg = coerce(arg, "float8", loc=loc)
+            return Op("float8", loc, "func", [arg],
+                      {"name": "sqrt", "sql": "sqrt", "impl": float_sqrt})
         raise WhereError(f"unknown unary operator {op}", loc)
 
     def arithmetic(self, op: str, lhs: Node, rhs: Node, loc: int | None) -> Node:
         lt, rt = lhs.type, rhs.type
-        if _is_unknown(lhs) and _is_unknown(rhs):
+        if is_unknown(lhs) and is_unknown(rhs):
             raise WhereError(f"operator is not unique: unknown {op} unknown", loc)
         # unknown literal resolution
-        if _is_unknown(lhs) or _is_unknown(rhs):
-            known = rt if _is_unknown(lhs) else lt
-            guess = _unknown_partner(op, known, unknown_left=_is_unknown(lhs))
+        if is_unknown(lhs) or is_unknown(rhs):
+            known = rt if is_unknown(lhs) else lt
+            guess = _unknown_partner(op, known, unknown_left=is_unknown(lhs))
             if guess is None:
                 raise WhereError(
                     f"operator is not unique: {display(lt)} {op} {display(rt)}", loc)
-            if _is_unknown(lhs):
-                lhs = self.literal_as(lhs, guess)
+            if is_unknown(lhs):
+                lhs = literal_as(lhs, guess)
             else:
-                rhs = self.literal_as(rhs, guess)
+                rhs = literal_as(rhs, guess)
             lt, rt = lhs.type, rhs.type
         if lt in NUMBER_TYPES and rt in NUMBER_TYPES:
-            t = _num_common(lt, rt)
+            t = num_common(lt, rt)
             if op == "%" and t in FLOAT_TYPES:
                 raise WhereError(f"Could not select an operator overload: {display(lt)} % {display(rt)}", loc)
-            lhs, rhs = self.coerce(lhs, t, loc=loc), self.coerce(rhs, t, loc=loc)
+            lhs, rhs = coerce(lhs, t, loc=loc), coerce(rhs, t, loc=loc)
             return Op(t, loc, "arith", [lhs, rhs], {"op": op, "argtype": t})
         sig = _datetime_signature(op, lt, rt)
         if sig is None:
             raise WhereError(
                 f"Could not select an operator overload: {display(lt)} {op} {display(rt)}", loc)
         (ct_l, ct_r, result, impl) = sig
-        lhs, rhs = self.coerce(lhs, ct_l, loc=loc), self.coerce(rhs, ct_r, loc=loc)
+        lhs, rhs = coerce(lhs, ct_l, loc=loc), coerce(rhs, ct_r, loc=loc)
         return Op(result, loc, "dtarith", [lhs, rhs], {"op": op, "impl": impl})
 
     def concat(self, lhs: Node, rhs: Node, loc: int | None) -> Node:
         if is_array(lhs.type) or is_array(rhs.type):
-            from .arrays import build_concat
-
-            return build_concat(self, lhs, rhs, loc)
-        if _is_unknown(lhs) and _is_unknown(rhs):
-            lhs, rhs = self.literal_as(lhs, "text"), self.literal_as(rhs, "text")
+            return build_concat(lhs, rhs, loc)
+        if is_unknown(lhs) and is_unknown(rhs):
+            lhs, rhs = literal_as(lhs, "text"), literal_as(rhs, "text")
         for side in (lhs, rhs):
             if side.type.startswith("enum:"):
                 raise WhereError(f"Could not select an operator overload: {display(side.type)} || ...", loc)
-        lstr = lhs.type in STRING_TYPES or _is_unknown(lhs)
-        rstr = rhs.type in STRING_TYPES or _is_unknown(rhs)
+        lstr = lhs.type in STRING_TYPES or is_unknown(lhs)
+        rstr = rhs.type in STRING_TYPES or is_unknown(rhs)
         if not (lstr or rstr):
             raise WhereError(
                 f"Could not select an operator overload: {display(lhs.type)} || {display(rhs.type)}", loc)
-        args = []
+        args: list[Node] = []
         for side in (lhs, rhs):
-            if _is_unknown(side):
-                args.append(self.literal_as(side, "text"))
+            if is_unknown(side):
+                args.append(literal_as(side, "text"))
             elif side.type == "text":
                 args.append(side)
             else:
-                args.append(self.make_cast(side, "text", side.loc))
+                args.append(make_cast(side, "text", side.loc))
         return Op("text", loc, "concat", args)
 
     # LIKE
@@ -644,18 +514,18 @@ class Compiler:
                    loc: int | None) -> Node:
         ci = "*" in op
         negated = op.startswith("!")
-        if _is_unknown(lhs):
-            lhs = self.literal_as(lhs, "text")
+        if is_unknown(lhs):
+            lhs = literal_as(lhs, "text")
         if lhs.type not in STRING_TYPES:
             raise WhereError(
                 f"Could not select an operator overload: {display(lhs.type)} "
                 f"{'ILIKE' if ci else 'LIKE'} {display(pattern.type)}", loc)
         if lhs.type != "bpchar":
-            lhs = self.coerce(lhs, "text", loc=loc)
-        pattern = self.coerce(pattern, "text", loc=loc) if pattern.type != "text" else pattern
+            lhs = coerce(lhs, "text", loc=loc)
+        pattern = coerce(pattern, "text", loc=loc) if pattern.type != "text" else pattern
         args = [lhs, pattern]
         if escape is not None:
-            args.append(self.coerce(escape, "text", loc=loc))
+            args.append(coerce(escape, "text", loc=loc))
         return Op("bool", loc, "like", args, {"ci": ci, "negated": negated})
 
     # ANY / ALL
@@ -665,25 +535,25 @@ class Compiler:
         rhs = self.operand(body["rexpr"])
         if op not in CMP_OPS:
             raise WhereError(f"operator {op} is not supported with ANY/ALL", loc)
-        if _is_unknown(rhs):
-            elem = "text" if _is_unknown(lhs) else lhs.type
+        if is_unknown(rhs):
+            elem = "text" if is_unknown(lhs) else lhs.type
             if is_array(elem):
                 raise WhereError("arrays of arrays are not supported", loc)
-            rhs = self.literal_as(rhs, elem + "[]")
+            rhs = literal_as(rhs, elem + "[]")
         if not is_array(rhs.type):
             raise WhereError("argument of ANY must be an array" if not is_all
                              else "argument of ALL must be an array", rhs.loc)
         elem = elem_of(rhs.type)
-        if _is_unknown(lhs):
-            lhs = self.literal_as(lhs, elem)
+        if is_unknown(lhs):
+            lhs = literal_as(lhs, elem)
         t = common_type(lhs.type, elem)
         if t is None:
             raise WhereError(
                 f"Could not select an operator overload: {display(lhs.type)} {op} "
                 f"{display(elem)}", loc)
-        lhs = self.coerce(lhs, t, loc=loc)
+        lhs = coerce(lhs, t, loc=loc)
         if t != elem:
-            rhs = self.coerce(rhs, t + "[]", loc=loc)
+            rhs = coerce(rhs, t + "[]", loc=loc)
         self.check_comparable(t, op, loc)
         return Op("bool", loc, "anyall", [lhs, rhs],
                   {"op": "<>" if op == "!=" else op, "all": is_all, "argtype": t})
@@ -695,14 +565,14 @@ class Compiler:
 
     def _CoalesceExpr(self, body: dict) -> Node:
         args = [self.operand(a) for a in body["args"]]
-        t, nodes = self.unify(args, "COALESCE", _loc(body))
+        t, nodes = unify(args, "COALESCE", _loc(body))
         return Op(t, _loc(body), "coalesce", nodes)
 
     def _MinMaxExpr(self, body: dict) -> Node:
         args = [self.operand(a) for a in body["args"]]
         is_greatest = body["op"] == "IS_GREATEST"
         name = "GREATEST" if is_greatest else "LEAST"
-        t, nodes = self.unify(args, name, _loc(body))
+        t, nodes = unify(args, name, _loc(body))
         self.check_comparable(t, "<", _loc(body))
         return Op(t, _loc(body), "minmax", nodes, {"greatest": is_greatest, "argtype": t})
 
@@ -716,21 +586,41 @@ class Compiler:
         if any(sub):
             if not all(sub):
                 raise WhereError("multidimensional arrays must have array expressions with matching dimensions", loc)
-            t, nodes = self.unify(nodes, "ARRAY", loc)
+            t, nodes = unify(nodes, "ARRAY", loc)
             return Op(t, loc, "array", nodes, {"nested": True})
-        t, nodes = self.unify(nodes, "ARRAY", loc)
+        t, nodes = unify(nodes, "ARRAY", loc)
         if is_array(t):
             raise WhereError("arrays of arrays are not supported", loc)
         return Op(t + "[]", loc, "array", nodes, {"nested": False})
 
     def _A_Indirection(self, body: dict) -> Node:
-        from .arrays import build_indirection
-
-        return build_indirection(self, body)
+        """``a[i]``, ``a[i][j]``, ``a[i:j]``, ``a[:j][k]``...: one subscripting operation
+        over all the brackets of the node (transformContainerSubscripts). With any slice
+        present every subscript is a slice, a plain ``[k]`` meaning ``[1:k]``."""
+        arg = self.operand(body["arg"])
+        indices = []
+        for ind in body["indirection"]:
+            if "A_Indices" not in ind:
+                raise WhereError("field selection is not supported", arg.loc)
+            indices.append(ind["A_Indices"])
+        check_subscriptable(arg, len(indices))
+        if not any(idx.get("is_slice") for idx in indices):
+            return subscript_node(arg, [subscript_index(self.operand(idx["uidx"]))
+                                        for idx in indices])
+        uppers: list[Node | None] = []
+        lowers: list[Node | None] = []
+        for idx in indices:
+            if idx.get("lidx") is not None:
+                lowers.append(subscript_index(self.operand(idx["lidx"])))
+            elif not idx.get("is_slice"):
+                lowers.append(Const("int4", None, 1))
+            else:
+                lowers.append(None)
+            uppers.append(subscript_index(self.operand(idx["uidx"]))
+                          if idx.get("uidx") is not None else None)
+        return slice_node(arg, lowers, uppers)
 
     def _FuncCall(self, body: dict) -> Node:
-        from .functions import build_function
-
         loc = _loc(body)
         names = [_sval(x) for x in body["funcname"]]
         if body.get("agg_star") or body.get("agg_distinct") or body.get("agg_filter") \
@@ -744,7 +634,7 @@ class Compiler:
             raise WhereError(f"unknown or unsupported function {'.'.join(names)}/"
                              f"{len(body.get('args') or [])}", loc)
         args = [self.operand(a) for a in body.get("args") or []]
-        return build_function(self, names[0], args, loc)
+        return build_function(names[0], args, loc)
 
     def _SQLValueFunction(self, body: dict) -> Node:
         raise WhereError("functions depending on the current time or session "
@@ -755,12 +645,6 @@ class Compiler:
 
     def _ParamRef(self, body: dict) -> Node:
         raise WhereError("parameters ($n) are not supported", _loc(body))
-
-
-def _empty_array():
-    from .values import PgArray
-
-    return PgArray((), (), ())
 
 
 def _unknown_partner(op: str, known: str, unknown_left: bool) -> str | None:
@@ -823,7 +707,7 @@ def _datetime_signature(op: str, lt: str, rt: str):
             return ("timestamp", "interval", "timestamp", "ts-iv")
         if lt == "timestamptz" and rt == "interval":
             return ("timestamptz", "interval", "timestamptz", "ts-iv")
-        if lt in _DT_ORDER and rt in _DT_ORDER:
+        if is_datetime(lt) and is_datetime(rt):
             t = common_type(lt, rt)
             if t == "date":
                 return None
@@ -894,27 +778,3 @@ def resolve_type_name(tn: dict) -> tuple[str, tuple, str]:
         t += "[]"
         sqltype += "[]"
     return t, tuple(mods), sqltype
-
-
-def _typmod_fn(target: str, typmod: tuple, loc):
-    base = elem_of(target) if is_array(target) else target
-    if base == "numeric":
-        fn = numeric_typmod(*typmod)
-    elif base in ("varchar", "bpchar"):
-        fn = varchar_typmod(typmod[0], base == "bpchar")
-    else:
-        return None
-    if is_array(target):
-        from .values import PgArray
-
-        return lambda a: PgArray(a.dims, a.lbs, tuple(None if x is None else fn(x) for x in a.items))
-    return fn
-
-
-def sql_type(t: str) -> str:
-    if t.startswith(("enum:", "opaque:")):
-        raise WhereError(f"cannot render type {display(t)}")
-    return t
-
-
-__all__ = ["Compiler", "Const", "Col", "Op", "Node", "INT_TYPES", "UNKNOWN", "ORDER_OPS"]

@@ -10,7 +10,7 @@ so Postgres resolves every operator exactly as we did. Text ordering, ``lower``/
 from __future__ import annotations
 
 from ..tables import quote_ident
-from .parse import UNKNOWN, Col, Const, Node, Op, sql_type
+from .nodes import UNKNOWN, Col, Const, Node, Op, sql_type
 from .values import STRING_TYPES, elem_of, is_array, output_fn
 
 _C = ' COLLATE "C"'
@@ -53,10 +53,6 @@ def _const(node: Const) -> str:
         return str(v) if v >= 0 else f"({v})"
     text = output_fn(t)(v)
     return f"{quote_literal(text)}::{sql_type(t)}"
-
-
-def _wrap(node: Node) -> str:
-    return render(node)
 
 
 def _collated(node: Node) -> str:

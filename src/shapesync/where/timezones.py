@@ -29,10 +29,14 @@ expression.
 from __future__ import annotations
 
 import re
+import zoneinfo
 from datetime import datetime, timedelta
 from functools import lru_cache
 
+from .coerce import coerce, literal_as
 from .errors import EvalError, WhereError
+from .nodes import Const, Node, Op, is_unknown
+from .ops import ascii_lower
 from .values import (
     INTERVAL_INF,
     INTERVAL_NINF,
@@ -40,6 +44,7 @@ from .values import (
     USEC_SEC,
     check_ts,
     days_from_civil,
+    display,
     interval_out,
 )
 
@@ -67,10 +72,6 @@ _ONE_US = timedelta(microseconds=1)
 _CYCLE = 146097 * USEC_DAY  # the Gregorian calendar (and every tz rule) repeats every 400 years
 _EARLY = days_from_civil(2, 1, 1) * USEC_DAY
 _LATE = days_from_civil(9000, 1, 1) * USEC_DAY
-
-
-def _ascii_lower(s: str) -> str:
-    return "".join(chr(ord(ch) + 32) if "A" <= ch <= "Z" else ch for ch in s)
 
 
 class FixedZone:
@@ -121,18 +122,16 @@ class TzdbZone:
 @lru_cache(maxsize=1)
 def _tz_names() -> dict[str, str]:
     try:
-        import zoneinfo
-
         names = zoneinfo.available_timezones()
     except Exception:  # noqa: BLE001 - no tz database: IANA names are unknown
         names = set()
-    return {_ascii_lower(n): n for n in names if n not in ("localtime", "posixrules")}
+    return {ascii_lower(n): n for n in names if n not in ("localtime", "posixrules")}
 
 
 @lru_cache(maxsize=256)
 def resolve_zone(name: str) -> FixedZone | TzdbZone:
     """The zone for a time zone name; raises EvalError when it is unknown or unsupported."""
-    low = _ascii_lower(name)
+    low = ascii_lower(name)
     if low in _ABBREVIATIONS:
         if low in _ZERO_ABBREVIATIONS:
             return FixedZone(0)
@@ -151,8 +150,6 @@ def resolve_zone(name: str) -> FixedZone | TzdbZone:
     canonical = _tz_names().get(low)
     if canonical is None:
         raise EvalError(f'time zone "{name}" not recognized')
-    import zoneinfo
-
     try:
         return TzdbZone(zoneinfo.ZoneInfo(canonical))
     except Exception:  # noqa: BLE001 - unreadable zone file
@@ -195,34 +192,33 @@ def timestamptz_at_interval(iv, ts):
     return check_ts(ts + _interval_zone_seconds(iv) * USEC_SEC)
 
 
-def build_timezone(c, args: list, loc: int | None):
+def build_timezone(args: list[Node], loc: int | None) -> Op:
     """timezone(zone, value) / ``value AT TIME ZONE zone``."""
-    from .parse import UNKNOWN, Const, Op
-
     if len(args) == 1:
         raise WhereError("timezone(timestamp) and AT LOCAL depend on the session's TimeZone "
                          "setting and are not supported", loc)
     if len(args) != 2:
         raise WhereError(f"unknown or unsupported function timezone/{len(args)}", loc)
     zone, value = args
-    if value.type == UNKNOWN:
-        value = c.literal_as(value, "timestamptz")  # the preferred type of the category
+    if is_unknown(value):
+        value = literal_as(value, "timestamptz")  # the preferred type of the category
     elif value.type == "date":
-        value = c.coerce(value, "timestamptz", loc=loc)
+        value = coerce(value, "timestamptz", loc=loc)
     elif value.type not in ("timestamp", "timestamptz"):
         raise WhereError(f"Could not select a function overload for timezone("
-                         f"{_display(zone.type)}, {_display(value.type)}): AT TIME ZONE is "
+                         f"{display(zone.type)}, {display(value.type)}): AT TIME ZONE is "
                          "supported for timestamp and timestamptz values", loc)
     result = "timestamp" if value.type == "timestamptz" else "timestamptz"
     if zone.type in ("interval", "time"):
-        zone = c.coerce(zone, "interval", loc=loc)
-        impl = timestamptz_at_interval if value.type == "timestamptz" else timestamp_at_interval
+        zone = coerce(zone, "interval", loc=loc)
+        at_interval = (timestamptz_at_interval if value.type == "timestamptz"
+                       else timestamp_at_interval)
         return Op(result, loc, "func", [zone, value],
-                  {"name": "timezone", "sql": "timezone", "impl": impl})
-    if zone.type != UNKNOWN and zone.type not in ("text", "varchar", "bpchar", "name"):
+                  {"name": "timezone", "sql": "timezone", "impl": at_interval})
+    if not is_unknown(zone) and zone.type not in ("text", "varchar", "bpchar", "name"):
         raise WhereError(f"Could not select a function overload for timezone("
-                         f"{_display(zone.type)}, {_display(value.type)})", loc)
-    zone = c.coerce(zone, "text", loc=loc)
+                         f"{display(zone.type)}, {display(value.type)})", loc)
+    zone = coerce(zone, "text", loc=loc)
     if isinstance(zone, Const):
         name = zone.value
     elif isinstance(zone, Op) and zone.kind == "cast" and isinstance(zone.args[0], Const):
@@ -246,8 +242,3 @@ def build_timezone(c, args: list, loc: int | None):
     return Op(result, loc, "func", [zone, value],
               {"name": "timezone", "sql": "timezone", "impl": impl})
 
-
-def _display(t: str) -> str:
-    from .values import display
-
-    return display(t)

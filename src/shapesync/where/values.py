@@ -22,7 +22,9 @@ from __future__ import annotations
 import math
 import re
 import struct
-from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation, localcontext
+from collections.abc import Callable
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
+from typing import Any
 
 from .errors import EvalError
 
@@ -39,21 +41,6 @@ INT_RANGE = {
     "int2": (-(2**15), 2**15 - 1),
     "int4": (-(2**31), 2**31 - 1),
     "int8": (-(2**63), 2**63 - 1),
-}
-
-# SQL spellings -> our names (after pglast has applied its own pg_catalog mapping)
-TYPE_ALIASES = {
-    "int2": "int2", "smallint": "int2",
-    "int4": "int4", "int": "int4", "integer": "int4",
-    "int8": "int8", "bigint": "int8",
-    "numeric": "numeric", "decimal": "numeric",
-    "float4": "float4", "real": "float4",
-    "float8": "float8", "double precision": "float8",
-    "bool": "bool", "boolean": "bool",
-    "text": "text", "varchar": "varchar", "character varying": "varchar",
-    "bpchar": "bpchar", "char": "bpchar", "character": "bpchar", "name": "name",
-    "uuid": "uuid", "date": "date", "time": "time", "timestamp": "timestamp",
-    "timestamptz": "timestamptz", "interval": "interval",
 }
 
 # Human names used in messages (as Postgres spells them)
@@ -145,9 +132,18 @@ _NUMERIC_SPECIAL = {
 NUMERIC_MAX_SCALE = 16383
 
 
+def finite_exponent(d: Decimal) -> int:
+    """The exponent of a finite Decimal (minus its display scale)."""
+    exp = d.as_tuple().exponent
+    if not isinstance(exp, int):  # "n", "N" or "F": NaN, sNaN, Infinity
+        raise ValueError(f"{d} is not finite")
+    return exp
+
+
 def norm_numeric(d: Decimal) -> Decimal:
     """No positive exponents: Postgres' display scale is never negative."""
-    if d.is_finite() and d.as_tuple().exponent > 0:
+    exp = d.as_tuple().exponent
+    if isinstance(exp, int) and exp > 0:  # finite (the exponent of a special is a str)
         with localcontext(NUMERIC_CTX):
             return d.quantize(Decimal(1))
     return d
@@ -167,14 +163,14 @@ def _parse_numeric(text: str) -> Decimal:
             d = Decimal(int(body[2:].replace("_", ""), base) * (-1 if s[0] == "-" else 1))
         else:
             raise _invalid("numeric", text)
-    exp = d.as_tuple().exponent
+    exp = finite_exponent(d)
     if -exp > NUMERIC_MAX_SCALE or d.adjusted() >= 131072:
         raise EvalError("value overflows numeric format")
     return norm_numeric(d)
 
 
 def numeric_scale(d: Decimal) -> int:
-    return max(0, -d.as_tuple().exponent) if d.is_finite() else 0
+    return max(0, -finite_exponent(d)) if d.is_finite() else 0
 
 
 def round_numeric(d: Decimal, scale: int) -> Decimal:
@@ -244,8 +240,9 @@ def float_out(x: float, single: bool = False) -> str:
         digits_text = _shortest_float4(x)
     else:
         digits_text = repr(x)
-    d = Decimal(digits_text)
-    sign, digits, exp = d.normalize().as_tuple()
+    d = Decimal(digits_text).normalize()
+    sign, digits, _ = d.as_tuple()
+    exp = finite_exponent(d)
     ds = "".join(map(str, digits))
     point = len(ds) + exp  # decimal exponent of the first digit is point - 1
     sci = point - 1
@@ -418,6 +415,7 @@ def _parse_tz(text: str, tz: str | None) -> int:
     if not tz or tz in "zZ":
         return 0
     m = _TZ_RE.fullmatch(tz)
+    assert m is not None  # the caller's pattern matched the same syntax
     sign = -1 if m.group(2) == "-" else 1
     hh, mm, ss = int(m.group(3)), int(m.group(4) or 0), int(m.group(5) or 0)
     if len(m.group(3)) > 2 or hh > 15 or mm > 59 or ss > 59:
@@ -425,7 +423,8 @@ def _parse_tz(text: str, tz: str | None) -> int:
     return sign * (hh * 3600 + mm * 60 + ss)
 
 
-def _special_date(t: str, text: str, s: str):
+def _special_date(s: str) -> int | float | None:
+    """The value of a special date / timestamp word (None: not one)."""
     low = s.lower()
     if low == "infinity" or low == "+infinity":
         return INF
@@ -440,7 +439,7 @@ def _special_date(t: str, text: str, s: str):
 
 def _parse_date(text: str):
     s = text.strip(_WS)
-    special = _special_date("date", text, s)
+    special = _special_date(s)
     if special is not None:
         return special
     m = _DATETIME_RE.fullmatch(s)
@@ -456,7 +455,7 @@ def _parse_date(text: str):
 
 def _parse_timestamp(t: str, text: str):
     s = text.strip(_WS)
-    special = _special_date(t, text, s)
+    special = _special_date(s)
     if special is not None:
         return special
     m = _DATETIME_RE.fullmatch(s)
@@ -499,7 +498,7 @@ def date_out(days) -> str:
     return f"{y:04d}-{m:02d}-{d:02d}"
 
 
-def _time_text(us: int) -> str:
+def time_out(us: int) -> str:
     sec, frac = divmod(us, USEC_SEC)
     h, rem = divmod(sec, 3600)
     mi, s = divmod(rem, 60)
@@ -507,10 +506,6 @@ def _time_text(us: int) -> str:
     if frac:
         out += f".{frac:06d}".rstrip("0")
     return out
-
-
-def time_out(us: int) -> str:
-    return _time_text(us)
 
 
 def timestamp_out(us, tz: bool = False) -> str:
@@ -521,7 +516,7 @@ def timestamp_out(us, tz: bool = False) -> str:
     days, rest = divmod(us, USEC_DAY)
     y, m, d = civil_from_days(days)
     bc = y <= 0
-    out = f"{(1 - y) if bc else y:04d}-{m:02d}-{d:02d} {_time_text(rest)}"
+    out = f"{(1 - y) if bc else y:04d}-{m:02d}-{d:02d} {time_out(rest)}"
     if tz:
         out += "+00"
     return out + (" BC" if bc else "")
@@ -702,14 +697,6 @@ def interval_out(iv: tuple[int, int, int]) -> str:
     return out
 
 
-def check_interval(iv: tuple[int, int, int]) -> tuple[int, int, int]:
-    months, days, us = iv
-    if not (-(2**31) <= months <= 2**31 - 1 and -(2**31) <= days <= 2**31 - 1
-            and -(2**63) <= us <= 2**63 - 1):
-        raise EvalError("interval out of range")
-    return iv
-
-
 # ---------------------------------------------------------------------------- arrays
 
 
@@ -723,12 +710,6 @@ class PgArray:
         self.lbs = lbs
         self.items = items
 
-    @classmethod
-    def from_list(cls, items: list) -> PgArray:
-        if not items:
-            return cls((), (), ())
-        return cls((len(items),), (1,), tuple(items))
-
     def __repr__(self) -> str:
         return f"PgArray({self.dims}, {self.lbs}, {self.items!r})"
 
@@ -736,163 +717,205 @@ class PgArray:
 _ARRAY_DIMS_RE = re.compile(r"((?:\[[+-]?\d+(?::[+-]?\d+)?\])+)\s*=\s*")
 
 
+def _malformed_array(text: str) -> EvalError:
+    return EvalError(f'malformed array literal: "{text}"')
+
+
 def _parse_array(elem_type: str, text: str) -> PgArray:
-    parse_elem = input_fn(elem_type)
+    """array_in: an optional ``[lo:hi]...=`` bounds decoration, then ``{...}``."""
     s = text.strip(_WS)
-    given_dims = None
-    m = _ARRAY_DIMS_RE.match(s)
-    if m:
-        given_dims = []
-        for part in re.findall(r"\[([^\]]*)\]", m.group(1)):
-            if ":" in part:
-                lo, hi = part.split(":")
-                given_dims.append((int(lo), int(hi)))
-            else:
-                given_dims.append((1, int(part)))
-        s = s[m.end():]
+    bounds, s = _array_bounds(s)
     if not s.startswith("{"):
-        raise EvalError(f'malformed array literal: "{text}"')
-    items: list = []
-    pos = 0
-    n = len(s)
-    dims: list[int | None] = []
-    counts: list[int] = []
-    depth = 0
-    max_depth = None
-    expect_elem = True
-
-    def fail():
-        return EvalError(f'malformed array literal: "{text}"')
-
-    while pos < n:
-        c = s[pos]
-        if c in _WS:
-            pos += 1
-            continue
-        if c == "{":
-            if not expect_elem:
-                raise fail()
-            if max_depth is not None and depth >= max_depth:
-                raise fail()
-            depth += 1
-            if depth > len(dims):
-                if max_depth is not None:
-                    raise fail()
-                dims.append(None)
-                counts.append(0)
-            counts[depth - 1] = 0
-            pos += 1
-            expect_elem = True
-            # empty level
-            j = pos
-            while j < n and s[j] in _WS:
-                j += 1
-            if j < n and s[j] == "}":
-                pos = j
-                expect_elem = False
-            continue
-        if c == "}":
-            if depth == 0:
-                raise fail()
-            if expect_elem and counts[depth - 1] > 0:
-                raise fail()
-            if max_depth is None:
-                max_depth = depth
-            cnt = counts[depth - 1]
-            if dims[depth - 1] is None:
-                dims[depth - 1] = cnt
-            elif dims[depth - 1] != cnt:
-                raise EvalError(f'malformed array literal: "{text}"')
-            depth -= 1
-            pos += 1
-            if depth > 0:
-                counts[depth - 1] += 1
-            else:
-                j = pos
-                while j < n and s[j] in _WS:
-                    j += 1
-                if j != n:
-                    raise fail()
-                pos = n
-            expect_elem = False
-            continue
-        if c == ",":
-            if expect_elem or depth == 0:
-                raise fail()
-            pos += 1
-            expect_elem = True
-            continue
-        # an element
-        if not expect_elem or depth == 0:
-            raise fail()
-        if max_depth is not None and depth != max_depth:
-            raise fail()
-        if depth < len(dims) and max_depth is None:
-            raise fail()
-        if c == '"':
-            pos += 1
-            buf = []
-            while True:
-                if pos >= n:
-                    raise fail()
-                ch = s[pos]
-                if ch == "\\":
-                    if pos + 1 >= n:
-                        raise fail()
-                    buf.append(s[pos + 1])
-                    pos += 2
-                elif ch == '"':
-                    pos += 1
-                    break
-                else:
-                    buf.append(ch)
-                    pos += 1
-            items.append(parse_elem("".join(buf)))
-        else:
-            buf = []
-            quoted_any = False
-            while pos < n and s[pos] not in ",}{":
-                ch = s[pos]
-                if ch == "\\":
-                    if pos + 1 >= n:
-                        raise fail()
-                    buf.append(s[pos + 1])
-                    quoted_any = True
-                    pos += 2
-                elif ch == '"':
-                    raise fail()
-                else:
-                    buf.append(ch)
-                    pos += 1
-            raw = "".join(buf)
-            if not quoted_any:
-                raw = raw.strip(_WS)
-            else:
-                raw = raw.lstrip(_WS)
-            if not quoted_any and raw.upper() == "NULL":
-                items.append(None)
-            else:
-                items.append(parse_elem(raw))
-        counts[depth - 1] += 1
-        if max_depth is None:
-            max_depth = depth
-        expect_elem = False
-    if depth != 0 or not dims:
-        raise fail()
+        raise _malformed_array(text)
+    dims, items = _ArrayReader(s, text, input_fn(elem_type)).read()
     if not items:
-        if given_dims:
-            raise fail()
+        if bounds:
+            raise _malformed_array(text)
         return PgArray((), (), ())
     final_dims = tuple(d or 0 for d in dims)
     lbs = tuple(1 for _ in final_dims)
-    if given_dims is not None:
-        if len(given_dims) != len(final_dims):
-            raise fail()
-        for (lo, hi), d in zip(given_dims, final_dims, strict=True):
+    if bounds is not None:
+        if len(bounds) != len(final_dims):
+            raise _malformed_array(text)
+        for (lo, hi), d in zip(bounds, final_dims, strict=True):
             if hi - lo + 1 != d:
-                raise EvalError(f'malformed array literal: "{text}"')
-        lbs = tuple(lo for lo, _ in given_dims)
+                raise _malformed_array(text)
+        lbs = tuple(lo for lo, _ in bounds)
     return PgArray(final_dims, lbs, tuple(items))
+
+
+def _array_bounds(s: str) -> tuple[list[tuple[int, int]] | None, str]:
+    """The ``[lo:hi]`` / ``[n]`` bounds before ``=`` (None without any), and the rest."""
+    m = _ARRAY_DIMS_RE.match(s)
+    if not m:
+        return None, s
+    bounds = []
+    for part in re.findall(r"\[([^\]]*)\]", m.group(1)):
+        if ":" in part:
+            lo, hi = part.split(":")
+            bounds.append((int(lo), int(hi)))
+        else:
+            bounds.append((1, int(part)))
+    return bounds, s[m.end():]
+
+
+class _ArrayReader:
+    """The scanner of array_in: braces, commas and (quoted or bare) elements of a
+    ``{...}`` literal. Every sub-array of one level must have the same length, and
+    elements may only appear at the innermost level."""
+
+    def __init__(self, s: str, text: str, parse_elem: Callable[[str], Any]) -> None:
+        self.s = s
+        self.text = text  # the whole input, for messages
+        self.parse_elem = parse_elem
+        self.pos = 0
+        self.items: list[Any] = []
+        self.dims: list[int | None] = []  # length of each level, once known
+        self.counts: list[int] = []  # items seen so far in the open sub-array of each level
+        self.depth = 0
+        self.max_depth: int | None = None  # the number of levels, once known
+        self.expect_elem = True
+
+    def read(self) -> tuple[list[int | None], list[Any]]:
+        """(length of each level, elements in row-major order)."""
+        s, n = self.s, len(self.s)
+        while self.pos < n:
+            c = s[self.pos]
+            if c in _WS:
+                self.pos += 1
+            elif c == "{":
+                self._open()
+            elif c == "}":
+                self._close()
+            elif c == ",":
+                if self.expect_elem or self.depth == 0:
+                    raise self._fail()
+                self.pos += 1
+                self.expect_elem = True
+            else:
+                self._element(c)
+        if self.depth != 0 or not self.dims:
+            raise self._fail()
+        return self.dims, self.items
+
+    def _fail(self) -> EvalError:
+        return _malformed_array(self.text)
+
+    def _skip_ws(self, j: int) -> int:
+        while j < len(self.s) and self.s[j] in _WS:
+            j += 1
+        return j
+
+    def _open(self) -> None:
+        if not self.expect_elem:
+            raise self._fail()
+        if self.max_depth is not None and self.depth >= self.max_depth:
+            raise self._fail()
+        self.depth += 1
+        if self.depth > len(self.dims):
+            if self.max_depth is not None:
+                raise self._fail()
+            self.dims.append(None)
+            self.counts.append(0)
+        self.counts[self.depth - 1] = 0
+        self.pos += 1
+        self.expect_elem = True
+        j = self._skip_ws(self.pos)
+        if j < len(self.s) and self.s[j] == "}":  # an empty level
+            self.pos = j
+            self.expect_elem = False
+
+    def _close(self) -> None:
+        depth = self.depth
+        if depth == 0:
+            raise self._fail()
+        if self.expect_elem and self.counts[depth - 1] > 0:
+            raise self._fail()
+        if self.max_depth is None:
+            self.max_depth = depth
+        count = self.counts[depth - 1]
+        if self.dims[depth - 1] is None:
+            self.dims[depth - 1] = count
+        elif self.dims[depth - 1] != count:
+            raise self._fail()
+        self.depth = depth = depth - 1
+        self.pos += 1
+        if depth > 0:
+            self.counts[depth - 1] += 1
+        else:  # the outermost brace: nothing but white space may follow
+            if self._skip_ws(self.pos) != len(self.s):
+                raise self._fail()
+            self.pos = len(self.s)
+        self.expect_elem = False
+
+    def _element(self, c: str) -> None:
+        depth = self.depth
+        if not self.expect_elem or depth == 0:
+            raise self._fail()
+        if self.max_depth is not None and depth != self.max_depth:
+            raise self._fail()
+        if depth < len(self.dims) and self.max_depth is None:
+            raise self._fail()
+        if c == '"':
+            self.items.append(self.parse_elem(self._quoted()))
+        else:
+            raw, escaped = self._bare()
+            if not escaped and raw.upper() == "NULL":
+                self.items.append(None)
+            else:
+                self.items.append(self.parse_elem(raw))
+        self.counts[depth - 1] += 1
+        if self.max_depth is None:
+            self.max_depth = depth
+        self.expect_elem = False
+
+    def _quoted(self) -> str:
+        """A double-quoted element (backslash escapes any character)."""
+        s, n = self.s, len(self.s)
+        pos = self.pos + 1
+        buf = []
+        while True:
+            if pos >= n:
+                raise self._fail()
+            ch = s[pos]
+            if ch == "\\":
+                if pos + 1 >= n:
+                    raise self._fail()
+                buf.append(s[pos + 1])
+                pos += 2
+            elif ch == '"':
+                pos += 1
+                break
+            else:
+                buf.append(ch)
+                pos += 1
+        self.pos = pos
+        return "".join(buf)
+
+    def _bare(self) -> tuple[str, bool]:
+        """An unquoted element, up to the next ``,`` ``{`` or ``}``: (its text, whether it
+        had a backslash escape). Surrounding white space is dropped, except trailing white
+        space after an escape."""
+        s, n = self.s, len(self.s)
+        pos = self.pos
+        buf = []
+        escaped = False
+        while pos < n and s[pos] not in ",}{":
+            ch = s[pos]
+            if ch == "\\":
+                if pos + 1 >= n:
+                    raise self._fail()
+                buf.append(s[pos + 1])
+                escaped = True
+                pos += 2
+            elif ch == '"':
+                raise self._fail()
+            else:
+                buf.append(ch)
+                pos += 1
+        self.pos = pos
+        raw = "".join(buf)
+        return (raw.lstrip(_WS) if escaped else raw.strip(_WS)), escaped
 
 
 def _array_quote(s: str) -> str:
@@ -1098,7 +1121,3 @@ def _fast_int(t: str):
 
     return parse
 
-
-__all__ = [
-    "EvalError", "InvalidOperation", "PgArray", "input_fn", "output_fn", "row_input_fn",
-]
