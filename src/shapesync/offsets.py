@@ -28,7 +28,7 @@ class LogOffset:
     @property
     def key(self) -> int:
         """One integer with the same ordering as the pair (for bisecting)."""
-        return offset_key(self.tx, self.op)
+        return (self.tx << _OP_BITS) | self.op
 
     @classmethod
     def from_key(cls, key: int) -> LogOffset:
@@ -44,6 +44,11 @@ class LogOffset:
 def offset_key(tx: int, op: int) -> int:
     """``LogOffset(tx, op).key`` without building the offset (for hot loops)."""
     return (tx << _OP_BITS) | op
+
+
+def tx_of_key(key: int) -> int:
+    """The tx part of a key (``LogOffset.from_key(key).tx`` without building it)."""
+    return key >> _OP_BITS
 
 
 BEFORE_ALL = LogOffset(-1, 0)

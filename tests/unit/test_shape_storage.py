@@ -40,7 +40,7 @@ def _ns(data: bytes) -> list[int]:
 
 async def _collect(source: SnapshotAndLog) -> bytes:
     try:
-        return b"".join([block async for block in source])
+        return b"".join([block async for block in source.snapshot_blocks()]) + source.log_bytes
     finally:
         await source.aclose()
 
@@ -158,7 +158,7 @@ def test_read_with_snapshot_streams_a_large_snapshot_in_blocks(tmp_path):
     async def blocks() -> list[bytes]:
         source = storage.read_with_snapshot(storage.last_offset)
         try:
-            return [block async for block in source]
+            return [block async for block in source.snapshot_blocks()] + [source.log_bytes]
         finally:
             await source.aclose()
 

@@ -1,1 +1,2 @@
-"""HTTP: protocol decisions (api), caching rules (cache), the ASGI shell (asgi)."""
+"""HTTP: routing and the ASGI shell, request parsing, the shape protocol's decisions and
+bodies, caching rules, the admin API."""

@@ -9,7 +9,6 @@ waiting for changes) are the layers below, and bodies are framed by ``render``.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -25,8 +24,6 @@ from shapesync.tables import TableInfo
 from shapesync.tenants.tenant import NotReady
 from shapesync.where import CompiledWhere
 
-log = logging.getLogger(__name__)
-
 UNKNOWN_SHAPE_ID = "no shape with this shape_id exists (it was removed, or never existed)"
 MULTIPLE_DATABASES = (
     "Database ID was not provided and there are multiple databases. Please specify a "
@@ -40,8 +37,9 @@ Errors = dict[str, list[str]]
 
 
 class Tenant(Protocol):
-    """What the shape API needs of a database (``tenants.tenant.Tenant``). Every method
-    may raise NotReady once the database is removed or the server stops."""
+    """What the shape API needs of a database (``tenants.tenant.Tenant``). ``ensure_open``,
+    ``table`` and ``get_or_create`` raise NotReady once the database is removed or the
+    server stops (``table`` also before it is first connected)."""
 
     status: str  # "starting", "active" or "stopping"
     removed: bool
@@ -66,6 +64,7 @@ class ShapeApi:
         self.long_poll_timeout = long_poll_timeout
         self.allow_shape_deletion = allow_shape_deletion
         self.stopping = False
+        self._is_stopping = lambda: self.stopping  # made once, not per long-poll
 
     def begin_shutdown(self) -> None:
         """Answer every waiting long-poll now (204) so shutdown does not wait for them."""
@@ -188,12 +187,14 @@ class ShapeApi:
                 return json_response(500, {"error": "Failed creating or fetching the snapshot"})
             tenant.ensure_open()
         if live:
-            response = await self._live(request, shape, offset)
-            if response is None:  # the shape went away while we waited: point at its successor
+            # Awaited here, not in a helper coroutine: one frame less per waiting request.
+            deadline = asyncio.get_running_loop().time() + self.long_poll_timeout
+            read = await shape.read_when_available(offset, deadline, self._is_stopping)
+            if read is None:  # the shape went away while we waited: point at its successor
                 tenant.ensure_open()
                 successor = await tenant.get_or_create(definition, table)
                 return self._must_refetch(successor, request, shape.gone_reason or "")
-            return response
+            return self._live_response(request, shape, *read)
         return self._catch_up(request, shape, offset)
 
     async def _resolve(self, tenant: Tenant, definition: ShapeDefinition, table: TableInfo,
@@ -244,22 +245,10 @@ class ShapeApi:
             return Response(200, headers, JsonArrayBody(storage.read_with_snapshot(chunk_end)))
         return Response(200, headers, json_array(storage.read(offset, chunk_end), up_to_date))
 
-    async def _live(self, request: Request, shape: Shape, offset: LogOffset) -> Response | None:
-        """Answer as soon as the log holds something after ``offset``, or 204 at the
-        timeout; None when the shape went away meanwhile."""
-        deadline = asyncio.get_running_loop().time() + self.long_poll_timeout
-        read = await shape.read_when_available(offset, deadline, lambda: self.stopping)
-        if read is None:
-            return None
-        chunk_end, data = read
-        if not data:
-            return self._live_response(request, shape, 204, chunk_end, b"")
-        up_to_date = chunk_end == shape.storage.last_offset
-        return self._live_response(request, shape, 200, chunk_end, json_array(data, up_to_date),
-                                   up_to_date)
-
-    def _live_response(self, request: Request, shape: Shape, status: int, chunk_end: LogOffset,
-                       body: bytes, up_to_date: bool = True) -> Response:
+    def _live_response(self, request: Request, shape: Shape, chunk_end: LogOffset,
+                       items: bytes) -> Response:
+        """200 with the new items (none: 204, the long-poll timed out), or 304."""
+        up_to_date = not items or chunk_end == shape.storage.last_offset
         headers = self._base_headers(shape, chunk_end, up_to_date)
         if cache.if_none_match(request.header_values("if-none-match"),
                                cache.etag(shape.id, request.param("offset") or "", str(chunk_end))):
@@ -268,9 +257,10 @@ class ShapeApi:
         headers["cache-control"] = cache.LIVE_CACHE_CONTROL
         headers["electric-next-cursor"] = cache.next_cursor(self.long_poll_timeout,
                                                             request.param("cursor"))
-        if status == 204:
+        if not items:
             del headers["content-type"]
-        return Response(status, headers, body)
+            return Response(204, headers)
+        return Response(200, headers, json_array(items, up_to_date))
 
     # -- DELETE /v1/shape/:root_table -------------------------------------------------
     async def delete_shape(self, request: Request, root_table: str) -> Response:

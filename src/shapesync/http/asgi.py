@@ -150,8 +150,8 @@ class App:
             await send({"type": "http.response.body",
                         "body": b"" if method == "HEAD" else body})
             return
-        await send({"type": "http.response.start", "status": response.status, "headers": raw})
         try:
+            await send({"type": "http.response.start", "status": response.status, "headers": raw})
             async for piece in body:
                 if method != "HEAD":
                     await send({"type": "http.response.body", "body": piece, "more_body": True})

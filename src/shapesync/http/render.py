@@ -27,8 +27,8 @@ def must_refetch_body(reason: str) -> list:
 
 
 class JsonArrayBody:
-    """A streamed JSON array over stored blocks (snapshot file, then log): ``[`` replaces
-    the first block's leading comma, ``]`` ends the last one. ``aclose`` releases the
+    """A streamed JSON array over the snapshot file's blocks, then the log slice: ``[``
+    replaces the first leading comma, ``]`` ends the log slice. ``aclose`` releases the
     source whether or not the body was iterated."""
 
     def __init__(self, source: SnapshotAndLog) -> None:
@@ -39,18 +39,11 @@ class JsonArrayBody:
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         first = True
-        held: bytes | None = None
-        async for block in self.source:
-            if held is not None:
-                yield held
-            if first and block:
-                block = b"[" + block[1:]
-                first = False
-            held = block
-        if first:
-            yield b"[" + (held or b"")[1:] + b"]"
-        else:
-            yield (held or b"") + b"]"
+        async for block in self.source.snapshot_blocks():
+            yield (b"[" + block[1:]) if first else block
+            first = False
+        log_bytes = self.source.log_bytes
+        yield (b"[" + log_bytes[1:] + b"]") if first else (log_bytes + b"]")
 
     async def aclose(self) -> None:
         await self.source.aclose()

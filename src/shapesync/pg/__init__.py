@@ -1,1 +1,1 @@
-"""Everything that speaks Postgres."""
+"""Postgres wire and catalog: logical replication, snapshots, setup, table metadata."""

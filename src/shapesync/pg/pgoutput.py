@@ -1,7 +1,8 @@
 """Sans-IO decoder for the pgoutput logical replication protocol (version 1).
 
-Hand-written: no maintained PyPI decoder exists (psycopg exposes the COPY_BOTH stream but does not decode pgoutput). Takes the
-payload of one XLogData message and returns a message value; never touches a socket.
+Hand-written: no maintained PyPI decoder exists (psycopg exposes the COPY_BOTH stream
+but does not decode pgoutput). Takes the payload of one XLogData message and returns a
+message value; never touches a socket.
 Tuple values stay in Postgres' text output form (``str``), which is exactly what the
 Electric wire format carries, so nothing is parsed into Python types here.
 """

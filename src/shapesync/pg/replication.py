@@ -33,7 +33,6 @@ from shapesync.pg.walsender import Keepalive, parse_copy_data, standby_status
 log = logging.getLogger(__name__)
 
 
-
 class TransactionSink(Protocol):
     """Receives the stream: transactions in commit order, schema messages, and ``flush``
     (make everything applied so far durable) before a position is confirmed."""

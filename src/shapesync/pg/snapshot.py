@@ -26,12 +26,14 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
 import psycopg
 from psycopg.abc import Buffer
 
 _FLUSH_BYTES = 1 << 20
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 
@@ -69,34 +71,36 @@ async def copy_snapshot(
     query: str,
     fallback: RowFilter | None,
     path: Path,
-    on_snapshot: Callable[[str, str], None],
+    parse_snapshot: Callable[[str, str], T],
+    on_snapshot: Callable[[T], None],
 ) -> int:
     """Write the rows of ``query`` to ``path`` as ``,row,row`` and fsync; return the count.
 
-    ``on_snapshot(pg_current_snapshot, wal_insert_lsn)`` is called on the event loop,
+    ``parse_snapshot(pg_current_snapshot, wal_insert_lsn)`` runs in the copying thread
+    (an error fails the snapshot), and ``on_snapshot`` gets its result on the event loop,
     before any row is read. Cancelling the awaiting task cancels the query.
     """
     loop = asyncio.get_running_loop()
     done: asyncio.Future[int] = loop.create_future()
     job = _Job()
 
-    def deliver(snapshot: str, wal_lsn: str) -> None:
+    def deliver(snapshot: T) -> None:
         if not done.done():  # not after a cancellation (the caller gave up by then)
-            on_snapshot(snapshot, wal_lsn)
+            on_snapshot(snapshot)
 
-    def settle(result: int | None, exc: BaseException | None) -> None:
+    def settle(result: int, exc: BaseException | None) -> None:
         if done.done():  # the awaiting task was cancelled
             return
         if exc is not None:
             done.set_exception(exc)
-        elif result is not None:
+        else:
             done.set_result(result)
 
     def from_thread(snapshot: str, wal_lsn: str) -> None:
-        loop.call_soon_threadsafe(deliver, snapshot, wal_lsn)
+        loop.call_soon_threadsafe(deliver, parse_snapshot(snapshot, wal_lsn))
 
     def run() -> None:
-        result, error = None, None
+        result, error = 0, None
         try:
             result = _copy_to_file(conninfo, query, fallback, path, job, from_thread)
         except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task

@@ -1,1 +1,2 @@
-"""Shapes: definitions, the registry, and per-shape conversion of changes to log items."""
+"""Shapes: definitions and identity, the per-shape view of replicated transactions, the
+replication sink, snapshots, the registry."""

@@ -1,7 +1,8 @@
 """Turning changes into Electric log items, encoded to their final JSON bytes once.
 
-Keys follow the Electric protocol: ``"schema"."table"/"v1"/"v2"`` (primary key values) with ``/`` doubled inside values and
-NULL key parts as empty strings (the same rule for snapshot and log).
+Keys follow the Electric protocol: ``"schema"."table"/"v1"/"v2"`` (primary key values),
+with ``/`` doubled inside values and NULL key parts as empty strings (the same rule for
+snapshot and log).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ def row_key(prefix: str, key_columns: tuple[str, ...], row: Row) -> str:
 class ItemEncoder:
     """Per-shape encoder: the table's key rule, the selected columns and the where clause.
 
-    Applies the protocol's where-clause rules: a change is kept, dropped or converted (an update moving a row into
-    the shape becomes an insert of the whole row, one moving it out a delete) by evaluating
-    the where clause on the old and the new row.
+    Applies the protocol's where-clause rules: a change is kept, dropped or converted (an
+    update moving a row into the shape becomes an insert of the whole row, one moving it
+    out a delete) by evaluating the where clause on the old and the new row.
     """
 
     def __init__(self, table: TableInfo, columns: tuple[str, ...] | None = None,

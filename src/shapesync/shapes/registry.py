@@ -133,10 +133,6 @@ class ShapeRegistry:
         shape.invalidate(reason)
         shape.storage.delete()
 
-    def remove_all(self, reason: str) -> None:
-        for shape in list(self.by_id.values()):
-            self.remove(shape, reason)
-
     def close(self) -> None:
         """Close every log and forget the shapes: a request still in flight for this
         database must find nothing, never a shape whose file descriptors are closed."""

@@ -101,7 +101,7 @@ class Shape:
     ) -> tuple[LogOffset, bytes] | None:
         """(chunk end, items after ``after`` up to it), waiting until the log holds some;
         empty items once the loop's clock passes ``deadline`` or ``give_up()`` is true
-        after a wake-up. None when the shape went away meanwhile.
+        (checked before each wait). None when the shape went away meanwhile.
 
         Written for fan-out: a change wakes every waiter in one loop iteration and each
         returns in that same step (no helper task per wait).

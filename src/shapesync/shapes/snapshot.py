@@ -36,11 +36,8 @@ async def take_snapshot(conninfo: str, shape: Shape) -> int:
             where.matches,
         )
 
-    def on_snapshot(snapshot: str, wal_lsn: str) -> None:
-        shape.set_visibility(SnapshotVisibility.parse(snapshot, wal_lsn))
-
     return await copy_snapshot(conninfo, query, fallback, shape.storage.snapshot_path,
-                               on_snapshot)
+                               SnapshotVisibility.parse, shape.set_visibility)
 
 
 async def run_snapshot(conninfo: str, shape: Shape) -> bool:

@@ -1,1 +1,1 @@
-"""Shape logs on disk."""
+"""What a shape keeps on disk: its change log, snapshot file and metadata."""

@@ -25,7 +25,7 @@ import zlib
 from array import array
 from pathlib import Path
 
-from shapesync.offsets import FIRST, LogOffset, offset_key
+from shapesync.offsets import FIRST, LogOffset, offset_key, tx_of_key
 
 _RECORD = struct.Struct("<QQQII")
 BOUNDARY = 1
@@ -97,7 +97,7 @@ class ShapeLog:
     def last_tx(self) -> int:
         """The tx offset (commit LSN) of the newest appended entry, durable or not; 0 when
         empty. Replayed transactions at or below it are already in the log."""
-        return LogOffset.from_key(self._keys[-1]).tx if self._keys else FIRST.tx
+        return tx_of_key(self._keys[-1]) if self._keys else FIRST.tx
 
     def append_transaction(self, tx: int, items: list[tuple[int, bytes]]) -> None:
         """Buffer one transaction's items (op, JSON) in offset order; ``write_pending()``,
@@ -120,8 +120,9 @@ class ShapeLog:
             self._ends.append(end)
 
     def write_pending(self) -> None:
-        """Hand buffered bytes to the OS (cheap; durability comes from sync())."""
-        if self._pending_data:
+        """Hand buffered bytes to the OS (cheap; durability comes from sync()). A closed
+        log writes nothing: its descriptor numbers may already belong to other files."""
+        if self._pending_data and not self.closed:
             os.write(self._data_fd, self._pending_data)
             os.write(self._idx_fd, self._pending_idx)
             self._pending_data.clear()
@@ -129,6 +130,8 @@ class ShapeLog:
 
     def sync(self) -> None:
         """fsync both files. Safe to run in a worker thread after write_pending()."""
+        if self.closed:
+            raise OSError(f"shape log {self.directory} is closed")
         os.fsync(self._data_fd)
         os.fsync(self._idx_fd)
 

@@ -129,10 +129,10 @@ class Tenant:
         previous = state.get("identity")
         if previous is not None and previous != identity and len(self.registry):
             log.warning("database identity changed (%s -> %s): dropping all shapes", previous, identity)
-            self.registry.remove_all("the database was replaced or restored")
+            self.sink.remove_all("the database was replaced or restored")
         elif created and len(self.registry):
             log.warning("replication slot was missing and had to be created: dropping all shapes")
-            self.registry.remove_all("the replication slot was lost")
+            self.sink.remove_all("the replication slot was lost")
         self._save_state({**state, "identity": identity})
         self._prepared.set()
 
@@ -218,9 +218,10 @@ class Tenant:
 
     async def _snapshot(self, shape: Shape) -> None:
         if not await run_snapshot(self.conninfo, shape):
-            self.registry.remove(shape, "snapshot failed")
+            self.sink.remove(shape, "snapshot failed")
 
     def delete_shape(self, shape: Shape, reason: str) -> None:
+        """Remove a shape (its clients get 409 and refetch)."""
         self.sink.remove(shape, reason)
 
     def wake_all(self) -> None:
