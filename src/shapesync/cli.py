@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-shape-deletion", action="store_true", default=None,
                        help="enable DELETE /v1/shape (env ALLOW_SHAPE_DELETION)")
     serve.add_argument("--log-level", help="debug, info, warning or error (env LOG_LEVEL)")
+    serve.add_argument("--max-shapes", type=int,
+                       help="keep at most this many shapes per database, dropping the least "
+                            "recently used (env ELECTRIC_MAX_SHAPES; 0 = no limit)")
     return parser
 
 
@@ -65,6 +68,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ("port", args.port), ("host", args.host), ("storage_dir", args.storage_dir),
         ("chunk_bytes_threshold", args.chunk_bytes),
         ("allow_shape_deletion", args.allow_shape_deletion), ("log_level", args.log_level),
+        ("max_shapes", args.max_shapes),
     ):
         if value is not None:
             setattr(settings, attr, value)

@@ -48,6 +48,10 @@ class Settings:
     replication_stream_id: str = "default"
     long_poll_timeout: float = 20.0
     log_level: str = "info"
+    # shape limits: 0 = no limit on shapes (least recently used ones go beyond it)
+    max_shapes: int = 0
+    max_concurrent_snapshots: int = 8
+    ddl_lock_timeout_ms: int = 1000
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -75,6 +79,14 @@ class Settings:
             s.replication_stream_id = env["REPLICATION_STREAM_ID"]
         if "LOG_LEVEL" in env:
             s.log_level = env["LOG_LEVEL"].lower()
+        if "ELECTRIC_MAX_SHAPES" in env:
+            s.max_shapes = _int("ELECTRIC_MAX_SHAPES", env["ELECTRIC_MAX_SHAPES"])
+        if "SHAPESYNC_MAX_CONCURRENT_SNAPSHOTS" in env:
+            s.max_concurrent_snapshots = _int(
+                "SHAPESYNC_MAX_CONCURRENT_SNAPSHOTS", env["SHAPESYNC_MAX_CONCURRENT_SNAPSHOTS"], 1)
+        if "SHAPESYNC_DDL_LOCK_TIMEOUT" in env:
+            s.ddl_lock_timeout_ms = _int(
+                "SHAPESYNC_DDL_LOCK_TIMEOUT", env["SHAPESYNC_DDL_LOCK_TIMEOUT"], 1)
         s.validate()
         return s
 

@@ -9,8 +9,15 @@ from pathlib import Path
 import orjson
 import pytest
 
-from shapesync.http.render import UP_TO_DATE, JsonArrayBody, json_array, must_refetch_body
-from shapesync.storage import shape_storage
+from shapesync.http.render import (
+    PIECE_BYTES,
+    UP_TO_DATE,
+    JsonArrayBody,
+    json_array,
+    json_array_length,
+    must_refetch_body,
+)
+from shapesync.storage.shape_log import FileSlice
 from shapesync.storage.shape_storage import SnapshotAndLog
 
 UP_TO_DATE_ITEM = {"headers": {"control": "up-to-date"}}
@@ -48,10 +55,14 @@ def test_must_refetch_body():
 # -- JsonArrayBody over a snapshot file and a log slice ----------------------------------
 
 
+def _slice(path: Path, data: bytes) -> FileSlice:
+    path.write_bytes(data)
+    return FileSlice(os.open(path, os.O_RDONLY), 0, len(data))
+
+
 def _source(tmp_path: Path, snapshot: bytes, log: bytes) -> SnapshotAndLog:
-    path = tmp_path / "snapshot.json"
-    path.write_bytes(snapshot)
-    return SnapshotAndLog(os.open(path, os.O_RDONLY), log)
+    return SnapshotAndLog(_slice(tmp_path / "snapshot.json", snapshot),
+                          _slice(tmp_path / "log.json", log))
 
 
 async def _stream(body: JsonArrayBody) -> list[bytes]:
@@ -82,7 +93,7 @@ def test_streamed_body_is_snapshot_then_log_items(tmp_path, snapshot, log):
 def test_streamed_body_of_a_snapshot_larger_than_one_read_block(tmp_path):
     snapshot = [{"n": i, "pad": "x" * 20} for i in range(60_000)]
     stored = _run(*snapshot)
-    assert len(stored) > 1.5 * shape_storage._READ_BLOCK
+    assert len(stored) > 1.5 * PIECE_BYTES
     pieces = asyncio.run(_stream(JsonArrayBody(_source(tmp_path, stored, _run(*LOG)))))
     assert len(pieces) >= 3
     assert pieces[0].startswith(b"[{") and pieces[-1].endswith(b"]")
@@ -96,7 +107,23 @@ def test_streamed_body_of_a_large_snapshot_and_empty_log(tmp_path):
 
 def test_streamed_body_aclose_without_iterating_closes_the_file(tmp_path):
     source = _source(tmp_path, _run({"n": 1}), b"")
-    link = Path(f"/proc/self/fd/{source._fd}")
+    link = Path(f"/proc/self/fd/{source.snapshot._fd}")
     assert link.resolve() == tmp_path / "snapshot.json"
     asyncio.run(JsonArrayBody(source).aclose())
     assert not link.exists() or link.resolve() != tmp_path / "snapshot.json"
+
+
+@pytest.mark.parametrize("up_to_date", [True, False])
+@pytest.mark.parametrize("items", [[], [{"n": 1}], LOG])
+def test_json_array_length_matches_the_body(items, up_to_date):
+    stored = _run(*items)
+    assert json_array_length(len(stored), up_to_date) == len(json_array(stored, up_to_date))
+
+
+def test_a_log_slice_streams_with_its_tail(tmp_path):
+    items = [{"n": i, "pad": "y" * 30} for i in range(20_000)]
+    stored = _run(*items)
+    body = JsonArrayBody(_slice(tmp_path / "log.json", stored), b"," + UP_TO_DATE)
+    pieces = asyncio.run(_stream(body))
+    assert len(pieces) > 2 and max(len(p) for p in pieces) <= PIECE_BYTES + 1
+    assert b"".join(pieces) == json_array(stored, True)

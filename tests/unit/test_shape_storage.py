@@ -40,7 +40,7 @@ def _ns(data: bytes) -> list[int]:
 
 async def _collect(source: SnapshotAndLog) -> bytes:
     try:
-        return b"".join([block async for block in source.snapshot_blocks()]) + source.log_bytes
+        return b"".join([piece async for piece in source.pieces(1 << 20)])
     finally:
         await source.aclose()
 
@@ -152,13 +152,13 @@ def test_read_with_snapshot_streams_a_large_snapshot_in_blocks(tmp_path):
     storage = _storage(tmp_path)
     count = 120_000  # about 1.3 MiB of items: more than one read block
     _write_snapshot(storage, *range(count))
-    assert storage.snapshot_path.stat().st_size > shape_storage._READ_BLOCK
+    assert storage.snapshot_path.stat().st_size > 1 << 20
     _commit(storage, 100, -1)
 
     async def blocks() -> list[bytes]:
         source = storage.read_with_snapshot(storage.last_offset)
         try:
-            return [block async for block in source.snapshot_blocks()] + [source.log_bytes]
+            return [piece async for piece in source.pieces(1 << 20)]
         finally:
             await source.aclose()
 

@@ -15,13 +15,20 @@ from typing import Protocol
 from shapesync.http import cache
 from shapesync.http.identifiers import IdentifierError, parse_columns, parse_relation
 from shapesync.http.messages import JSON, Request, Response, json_response
-from shapesync.http.render import JsonArrayBody, json_array, must_refetch_body
+from shapesync.http.render import (
+    PIECE_BYTES,
+    UP_TO_DATE,
+    JsonArrayBody,
+    json_array,
+    json_array_length,
+    must_refetch_body,
+)
 from shapesync.offsets import LogOffset, parse_offset
 from shapesync.pg.catalog import TableLookupError
 from shapesync.shapes.definition import InvalidDefinition, ShapeDefinition, build_definition
 from shapesync.shapes.shape import Shape, ShapeGone
 from shapesync.tables import TableInfo
-from shapesync.tenants.tenant import NotReady
+from shapesync.tenants.tenant import RETRY_AFTER_S, Busy, NotReady
 from shapesync.where import CompiledWhere
 
 UNKNOWN_SHAPE_ID = "no shape with this shape_id exists (it was removed, or never existed)"
@@ -89,9 +96,11 @@ class ShapeApi:
         tenant = self.resolve_tenant(request)
         if isinstance(tenant, Response):
             return tenant
-        status = 200 if tenant.status == "active" else 503
-        return Response(status, {"content-type": "application/json",
-                                 "cache-control": "no-cache, no-store, must-revalidate"},
+        headers = {"content-type": "application/json",
+                   "cache-control": "no-cache, no-store, must-revalidate"}
+        if tenant.status != "active":
+            headers["retry-after"] = str(RETRY_AFTER_S)
+        return Response(200 if tenant.status == "active" else 503, headers,
                         b'{"status":"%s"}' % tenant.status.encode())
 
     # -- validation -------------------------------------------------------------------
@@ -154,7 +163,11 @@ class ShapeApi:
             # Removed (or shutting down) while this request was in flight.
             if tenant.removed:
                 return json_response(404, "Database not found")
-            return json_response(503, {"message": f"Database is not ready: {exc}"})
+            return _unavailable(f"Database is not ready: {exc}")
+        except Busy as exc:
+            return _unavailable(str(exc))
+        except TableLookupError as exc:  # found, but it cannot be prepared for replication
+            return json_response(400, {"root_table": [str(exc)]})
 
     async def _get_shape(self, tenant: Tenant, request: Request, root_table: str,
                          retry: bool = True) -> Response:
@@ -184,7 +197,7 @@ class ShapeApi:
                 return self._must_refetch(shape, request, shape.gone_reason or "")
             except Exception:  # noqa: BLE001 - snapshot failure
                 tenant.ensure_open()
-                return json_response(500, {"error": "Failed creating or fetching the snapshot"})
+                return _unavailable("Failed creating or fetching the snapshot")
             tenant.ensure_open()
         if live:
             # Awaited here, not in a helper coroutine: one frame less per waiting request.
@@ -243,7 +256,13 @@ class ShapeApi:
         )
         if offset.is_before_all:
             return Response(200, headers, JsonArrayBody(storage.read_with_snapshot(chunk_end)))
-        return Response(200, headers, json_array(storage.read(offset, chunk_end), up_to_date))
+        length = storage.range_length(offset, chunk_end)
+        if length <= PIECE_BYTES:
+            return Response(200, headers, json_array(storage.read(offset, chunk_end), up_to_date))
+        # A large chunk streams from the file in bounded pieces, its length known up front.
+        headers["content-length"] = str(json_array_length(length, up_to_date))
+        tail = b"," + UP_TO_DATE if up_to_date else b""
+        return Response(200, headers, JsonArrayBody(storage.open_range(offset, chunk_end), tail))
 
     def _live_response(self, request: Request, shape: Shape, chunk_end: LogOffset,
                        items: bytes) -> Response:
@@ -273,7 +292,7 @@ class ShapeApi:
         try:
             table = await self._table(tenant, root_table, errors)
         except NotReady as exc:
-            return json_response(503, {"message": f"Database is not ready: {exc}"})
+            return _unavailable(f"Database is not ready: {exc}")
         if table is None:
             return json_response(400, errors)
         shape_id = request.param("shape_id")
@@ -284,3 +303,8 @@ class ShapeApi:
         if shape is not None:
             tenant.delete_shape(shape, "deleted through the API")
         return Response(202, {"content-type": JSON})
+
+
+def _unavailable(message: str) -> Response:
+    """503 for overload or a database that is not ready: the client should retry."""
+    return json_response(503, {"message": message}, {"retry-after": str(RETRY_AFTER_S)})

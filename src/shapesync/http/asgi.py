@@ -97,7 +97,8 @@ class App:
             else:
                 response, allowed = await self._route(request)
         except Exception:
-            log.exception("unhandled error serving %s %s", method, scope.get("path"))
+            # repr: a client's path may hold control characters that would forge log lines
+            log.exception("unhandled error serving %s %r", method, scope.get("path"))
             response, allowed = json_response(500, {"error": "internal server error"}), OTHER_METHODS
         await self._send(send, response, method, allowed, request.headers)
 

@@ -15,6 +15,8 @@ class IdentifierError(ValueError):
 
 def parse_identifier(text: str) -> str:
     """One identifier: ``"quoted"`` keeps case (``""`` -> ``"``); unquoted is lower-cased."""
+    if "\x00" in text:  # Postgres text cannot hold NUL: no relation or column has one
+        raise IdentifierError("Invalid identifier: contains a NUL character")
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':
         inner = text[1:-1]
         if inner == "":

@@ -8,10 +8,10 @@ appended when the response reaches the end of the log.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-
-from shapesync.storage.shape_storage import SnapshotAndLog
+from typing import Protocol
 
 UP_TO_DATE = b'{"headers":{"control":"up-to-date"}}'
+PIECE_BYTES = 256 * 1024  # most a streamed body holds in memory at once
 
 
 def json_array(items: bytes, up_to_date: bool) -> bytes:
@@ -26,24 +26,38 @@ def must_refetch_body(reason: str) -> list:
     return [{"headers": {"control": "must-refetch"}, "reason": reason or "the shape was removed"}]
 
 
+class ItemSource(Protocol):
+    """Stored items (``,{item}...``) read in bounded pieces from files of its own."""
+
+    def pieces(self, piece: int) -> AsyncIterator[bytes]: ...
+    async def aclose(self) -> None: ...
+
+
 class JsonArrayBody:
-    """A streamed JSON array over the snapshot file's blocks, then the log slice: ``[``
-    replaces the first leading comma, ``]`` ends the log slice. ``aclose`` releases the
+    """A JSON array streamed from stored items in pieces of at most PIECE_BYTES (so a slow
+    client holds one piece, not a whole chunk): ``[`` replaces the first leading comma,
+    ``tail`` (``,{control message}`` or nothing) and ``]`` end it. ``aclose`` releases the
     source whether or not the body was iterated."""
 
-    def __init__(self, source: SnapshotAndLog) -> None:
+    def __init__(self, source: ItemSource, tail: bytes = b"") -> None:
         self.source = source
+        self.tail = tail
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._chunks()
 
     async def _chunks(self) -> AsyncIterator[bytes]:
         first = True
-        async for block in self.source.snapshot_blocks():
-            yield (b"[" + block[1:]) if first else block
+        async for data in self.source.pieces(PIECE_BYTES):
+            yield (b"[" + data[1:]) if first else data
             first = False
-        log_bytes = self.source.log_bytes
-        yield (b"[" + log_bytes[1:] + b"]") if first else (log_bytes + b"]")
+        yield (b"[" + self.tail[1:] + b"]") if first else (self.tail + b"]")
 
     async def aclose(self) -> None:
         await self.source.aclose()
+
+
+def json_array_length(items_length: int, up_to_date: bool) -> int:
+    """``len(json_array(items, up_to_date))`` from the items' length alone."""
+    content = items_length + (len(UP_TO_DATE) + 1 if up_to_date else 0)
+    return max(content - 1, 0) + 2

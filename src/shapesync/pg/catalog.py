@@ -1,4 +1,6 @@
-"""Table metadata from the catalog (columns, types, primary key) for a parsed table name."""
+"""Table metadata from the catalog (columns, types, primary key) for a parsed table name,
+and which relations may be shapes: ordinary and partitioned tables the server's role may
+read, outside the system schemas."""
 
 from __future__ import annotations
 
@@ -12,10 +14,19 @@ class TableLookupError(ValueError):
 
 
 _TABLE_SQL = """
-SELECT c.oid, n.nspname, c.relname, c.relkind
+SELECT c.oid, n.nspname, c.relname, c.relkind, c.relispartition,
+       has_table_privilege(c.oid, 'SELECT')
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.oid = to_regclass(%s)
 """
+# Relations whose changes logical replication never carries, or that belong to Postgres.
+SYSTEM_SCHEMAS = ("pg_catalog", "information_schema")
+SYSTEM_SCHEMA_PREFIXES = ("pg_toast", "pg_temp")
+TABLE_KINDS = ("r", "p")  # ordinary, partitioned
+
+
+def is_system_schema(schema: str) -> bool:
+    return schema in SYSTEM_SCHEMAS or schema.startswith(SYSTEM_SCHEMA_PREFIXES)
 
 _COLUMNS_SQL = """
 SELECT a.attname, a.atttypid::int, t.typname, et.typname, a.atttypmod, a.attndims,
@@ -49,9 +60,17 @@ async def load_table(conn: psycopg.AsyncConnection, schema: str | None, name: st
             f'Table "{shown}" does not exist. If the table name contains capitals or special '
             "characters you must quote it."
         )
-    oid, nsp, relname, relkind = row
-    if relkind != "r":
+    oid, nsp, relname, relkind, is_partition, readable = row
+    if is_system_schema(nsp):
+        raise TableLookupError(
+            f'Table "{nsp}.{relname}" is a system table: shapes are made of user tables only')
+    if relkind not in TABLE_KINDS:
         raise TableLookupError("table not found")
+    if is_partition:
+        raise TableLookupError(
+            f'Table "{nsp}.{relname}" is a partition: make the shape on its partitioned table')
+    if not readable:
+        raise TableLookupError(f'permission denied for table "{nsp}.{relname}"')
     cur = await conn.execute(_PK_SQL, (oid,))
     pk_row = await cur.fetchone()
     pk_attnums = list(pk_row[0]) if pk_row else []

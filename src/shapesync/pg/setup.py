@@ -8,11 +8,15 @@ import logging
 import psycopg
 from psycopg import sql
 
+from shapesync.tables import quote_ident
+
 log = logging.getLogger(__name__)
 
 
 async def ensure_publication(conn: psycopg.AsyncConnection, publication: str) -> bool:
-    """Create the publication; on Postgres 18+ make it publish stored generated columns.
+    """Create the publication, publishing partitioned tables through their root (so a
+    shape on one sees its partitions' changes); on Postgres 18+ make it publish stored
+    generated columns.
 
     Before 18 pgoutput never sends generated columns, so shapes leave them out (see
     ``catalog.load_table``); from 18 on it can, and shapes include them.
@@ -26,6 +30,12 @@ async def ensure_publication(conn: psycopg.AsyncConnection, publication: str) ->
         created = True
     else:
         created = False
+    cur = await conn.execute(
+        "SELECT pubviaroot FROM pg_publication WHERE pubname = %s", (publication,))
+    row = await cur.fetchone()
+    if row is not None and not row[0]:
+        await conn.execute(
+            sql.SQL("ALTER PUBLICATION {} SET (publish_via_partition_root = true)").format(name))
     if conn.info.server_version >= 180000:
         cur = await conn.execute(
             "SELECT pubgencols::text FROM pg_publication WHERE pubname = %s", (publication,)
@@ -59,13 +69,28 @@ async def ensure_slot(conn: psycopg.AsyncConnection, slot: str) -> bool:
     return True
 
 
+class TableBusy(RuntimeError):
+    """Preparing the table waited longer than the lock timeout for other sessions' locks."""
+
+
+class TableNotPrepared(RuntimeError):
+    """The table is not ready for replication and our role may not make it so."""
+
+
 async def prepare_table(
-    conn: psycopg.AsyncConnection, publication: str, schema: str, table: str
+    conn: psycopg.AsyncConnection, publication: str, schema: str, table: str,
+    lock_timeout_ms: int,
 ) -> None:
     """Add the table to the publication and give it REPLICA IDENTITY FULL, if needed.
 
+    A table the operator prepared already (in the publication, identity FULL, and for a
+    partitioned table the same identity on every partition) needs no DDL at all, so the
+    server's role then needs no ownership of it.
+
     Full identity makes pgoutput send whole old rows on UPDATE/DELETE, which shapes need
-    to evaluate where clauses on the old row and to compute changed columns.
+    to evaluate where clauses on the old row and to compute changed columns. A partitioned
+    table is published through its root (``publish_via_partition_root``, see
+    ``ensure_publication``); its partitions each need the identity.
 
     When the table joins the publication, a transaction that wrote to it before that (in
     WAL order) and commits later has those changes decoded as unpublished, so the stream
@@ -74,29 +99,51 @@ async def prepare_table(
     such writer to finish: they then are visible to the snapshot. ALTER TABLE ... REPLICA
     IDENTITY waits for them by itself (ACCESS EXCLUSIVE); otherwise a SHARE lock, which
     conflicts with the writers' ROW EXCLUSIVE, does, and is released at once.
+
+    Every statement runs with ``lock_timeout``: a table that another session keeps locked
+    raises TableBusy after that long, and the application's own queries on it, queued
+    behind our lock request, wait no longer than that either. Use a connection of its own.
     """
     ident = sql.Identifier(schema, table)
+    await conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{lock_timeout_ms}ms",))
     cur = await conn.execute(
         "SELECT 1 FROM pg_publication_tables WHERE pubname = %s AND schemaname = %s "
         "AND tablename = %s",
         (publication, schema, table),
     )
     added = await cur.fetchone() is None
-    if added:
-        await conn.execute(
-            sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(sql.Identifier(publication), ident)
-        )
-        log.info("added %s.%s to publication %s", schema, table, publication)
-    cur = await conn.execute(
-        "SELECT relreplident FROM pg_class WHERE oid = %s::regclass",
-        (f'"{schema.replace(chr(34), chr(34) * 2)}"."{table.replace(chr(34), chr(34) * 2)}"',),
-    )
-    row = await cur.fetchone()
-    if row is not None and row[0] != "f":
-        await conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(ident))
-    elif added:
-        async with conn.transaction():
-            await conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(ident))
+    cur = await conn.execute(_NOT_FULL_SQL, {"t": f"{quote_ident(schema)}.{quote_ident(table)}"})
+    not_full = [(nsp, rel) for nsp, rel in await cur.fetchall()]
+    try:
+        if added:
+            await conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+                sql.Identifier(publication), ident))
+            log.info("added %s.%s to publication %s", schema, table, publication)
+        for nsp, rel in not_full:
+            await conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(
+                sql.Identifier(nsp, rel)))
+        if added and not not_full:
+            async with conn.transaction():
+                await conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(ident))
+    except psycopg.errors.LockNotAvailable:
+        raise TableBusy(f"{schema}.{table}") from None
+    except psycopg.errors.InsufficientPrivilege:
+        raise TableNotPrepared(
+            f'Table "{schema}.{table}" is not prepared for replication and the server\'s role '
+            f"may not prepare it: as its owner run ALTER PUBLICATION {quote_ident(publication)} "
+            f"ADD TABLE {quote_ident(schema)}.{quote_ident(table)}; ALTER TABLE "
+            f"{quote_ident(schema)}.{quote_ident(table)} REPLICA IDENTITY FULL"
+        ) from None
+
+
+# The table, and for a partitioned one every partition, whose replica identity is not FULL.
+_NOT_FULL_SQL = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE (c.oid = %(t)s::regclass OR c.oid IN (SELECT relid FROM pg_partition_tree(%(t)s::regclass)))
+  AND c.relreplident <> 'f'
+ORDER BY c.oid <> %(t)s::regclass, c.relname
+"""
 
 
 async def database_identity(conn: psycopg.AsyncConnection) -> str:

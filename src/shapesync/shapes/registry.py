@@ -33,35 +33,58 @@ class ShapeRegistry:
         self.by_table: dict[int, set[Shape]] = {}
         # why recently removed shapes went away, told to clients still asking for them
         self.removed: OrderedDict[str, str] = OrderedDict()
+        self._recency: OrderedDict[str, Shape] = OrderedDict()  # least recently used first
         root.mkdir(parents=True, exist_ok=True)
 
     def __len__(self) -> int:
         return len(self.by_id)
 
     def restore(self) -> None:
+        """Load every shape directory. Damaged ones (no metadata, a snapshot that never
+        completed, a where clause that no longer compiles) are deleted; one that cannot be
+        read now (an I/O error, too many open files) is left on disk, untouched."""
         for directory in sorted(p for p in self.root.iterdir() if p.is_dir()):
             try:
-                meta = ShapeStorage.read_meta(directory)
-                if not meta["snapshot_complete"]:
-                    raise ValueError("snapshot never completed")
-                definition = ShapeDefinition.from_json(meta["definition"])
-                table_info = TableInfo.from_json(meta["table"])
-                shape = Shape(
-                    meta["id"], definition, table_info, directory, self.chunk_threshold,
-                    compile_definition_where(definition, table_info),
-                )
-                if meta["visibility"]:
-                    shape.set_visibility(SnapshotVisibility.from_json(meta["visibility"]))
-                shape.mark_snapshot_complete()
-            except Exception as exc:  # noqa: BLE001 - any damage means the shape is unusable
+                shape = self._load(directory)
+            except OSError as exc:
+                if not isinstance(exc, FileNotFoundError):
+                    log.error("shape directory %s cannot be read now (%s): kept on disk, not "
+                              "served until a restart can read it", directory.name, exc)
+                    continue
                 log.warning("removing shape directory %s: %s", directory.name, exc)
                 shutil.rmtree(directory, ignore_errors=True)
                 continue
+            except Exception as exc:  # noqa: BLE001 - damaged: the shape is unusable
+                log.warning("removing shape directory %s: %s", directory.name, exc)
+                shutil.rmtree(directory, ignore_errors=True)
+                continue
+            if (twin := self.by_key.get(shape.definition.key)) is not None:
+                # made while this one could not be read: keep the first, clients refetch
+                log.warning("removing shape directory %s: same definition as shape %s",
+                            directory.name, twin.id)
+                shape.storage.delete()
+                continue
             self._index(shape)
-            log.info("restored shape %s on %s.%s at %s", shape.id, definition.schema,
-                     definition.table, shape.storage.last_offset)
+            log.info("restored shape %s on %s.%s at %s", shape.id, shape.definition.schema,
+                     shape.definition.table, shape.storage.last_offset)
+
+    def _load(self, directory: Path) -> Shape:
+        meta = ShapeStorage.read_meta(directory)
+        if not meta["snapshot_complete"]:
+            raise ValueError("snapshot never completed")
+        definition = ShapeDefinition.from_json(meta["definition"])
+        table_info = TableInfo.from_json(meta["table"])
+        shape = Shape(
+            meta["id"], definition, table_info, directory, self.chunk_threshold,
+            compile_definition_where(definition, table_info),
+        )
+        if meta["visibility"]:
+            shape.set_visibility(SnapshotVisibility.from_json(meta["visibility"]))
+        shape.mark_snapshot_complete()
+        return shape
 
     def _index(self, shape: Shape) -> None:
+        self._recency[shape.id] = shape
         self.by_id[shape.id] = shape
         self.by_key[shape.definition.key] = shape
         self.by_table.setdefault(shape.definition.table_oid, set()).add(shape)
@@ -75,6 +98,15 @@ class ShapeRegistry:
     def removal_reason(self, shape_id: str) -> str | None:
         """Why a recently removed shape went away (None: unknown id, or long forgotten)."""
         return self.removed.get(shape_id)
+
+    def touch(self, shape: Shape) -> Shape:
+        """Note that a request used ``shape`` (for least-recently-used eviction)."""
+        if shape.id in self._recency:
+            self._recency.move_to_end(shape.id)
+        return shape
+
+    def least_recently_used(self) -> Shape | None:
+        return next(iter(self._recency.values()), None)
 
     def all(self) -> list[Shape]:
         return list(self.by_id.values())
@@ -123,6 +155,7 @@ class ShapeRegistry:
         if self.by_id.get(shape.id) is not shape:
             return
         del self.by_id[shape.id]
+        self._recency.pop(shape.id, None)
         if self.by_key.get(shape.definition.key) is shape:
             del self.by_key[shape.definition.key]
         self.by_table.get(shape.definition.table_oid, set()).discard(shape)
@@ -139,5 +172,6 @@ class ShapeRegistry:
         for shape in self.by_id.values():
             shape.storage.close()
         self.by_id.clear()
+        self._recency.clear()
         self.by_key.clear()
         self.by_table.clear()

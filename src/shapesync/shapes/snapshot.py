@@ -21,6 +21,24 @@ from shapesync.shapes.visibility import SnapshotVisibility
 log = logging.getLogger(__name__)
 
 
+class SnapshotSlots:
+    """How many snapshots may run at once (each holds a thread and a Postgres connection
+    for its duration), shared by every database of the server."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active = 0
+
+    def try_acquire(self) -> bool:
+        if self.active >= self.limit:
+            return False
+        self.active += 1
+        return True
+
+    def release(self) -> None:
+        self.active -= 1
+
+
 async def take_snapshot(conninfo: str, shape: Shape) -> int:
     """Write the shape's snapshot file; return the row count. The shape's visibility is
     set (on the event loop) before any row is read."""

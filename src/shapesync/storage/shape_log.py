@@ -8,10 +8,11 @@ Layout in the shape's directory:
   ``log.json``, CRC32 of the item, flags (chunk boundary after this item; last item of
   its transaction).
 
-Appends are buffered per transaction; ``write_pending()`` hands them to the OS, ``sync()``
-fsyncs both files and ``publish()`` then makes them visible to readers, so readers only
-ever see durable entries. Recovery keeps the longest
-prefix of index records that end on a transaction boundary and whose bytes check out,
+Appends are buffered per transaction; ``write_pending()`` hands them over, ``sync()`` (in a
+worker thread) appends them to both files and fsyncs them, and ``publish()`` then makes
+them visible to readers, so readers only ever see durable entries. No descriptor stays
+open for a shape: writes open and close the files, reads share a small process-wide cache
+(``open_files.py``). Recovery keeps the longest prefix of index records that end on a transaction boundary and whose bytes check out,
 and truncates both files to it, so a crash mid-write never exposes half a transaction;
 replication then replays the rest from the slot.
 """
@@ -23,9 +24,11 @@ import os
 import struct
 import zlib
 from array import array
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from shapesync.offsets import FIRST, LogOffset, offset_key, tx_of_key
+from shapesync.storage.open_files import READERS
 
 _RECORD = struct.Struct("<QQQII")
 BOUNDARY = 1
@@ -43,11 +46,11 @@ class ShapeLog:
         self._chunk_bytes = 0
         self._pending_data = bytearray()
         self._pending_idx = bytearray()
+        self._unsynced: list[tuple[bytes, bytes]] = []  # handed over by write_pending()
+        self.data_path = str(directory / "log.json")
+        self._idx_path = str(directory / "log.idx")
         directory.mkdir(parents=True, exist_ok=True)
         self._recover()
-        self._data_fd = os.open(directory / "log.json", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._idx_fd = os.open(directory / "log.idx", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._read_fd = os.open(directory / "log.json", os.O_RDONLY)
 
     # -- recovery -------------------------------------------------------------------
     def _recover(self) -> None:
@@ -120,20 +123,24 @@ class ShapeLog:
             self._ends.append(end)
 
     def write_pending(self) -> None:
-        """Hand buffered bytes to the OS (cheap; durability comes from sync()). A closed
-        log writes nothing: its descriptor numbers may already belong to other files."""
-        if self._pending_data and not self.closed:
-            os.write(self._data_fd, self._pending_data)
-            os.write(self._idx_fd, self._pending_idx)
+        """Hand the buffered transactions over to ``sync()`` (no I/O: on the event loop)."""
+        if self._pending_data:
+            self._unsynced.append((bytes(self._pending_data), bytes(self._pending_idx)))
             self._pending_data.clear()
             self._pending_idx.clear()
 
     def sync(self) -> None:
-        """fsync both files. Safe to run in a worker thread after write_pending()."""
+        """Append what ``write_pending()`` handed over to both files and fsync them
+        (blocking: run it in a worker thread). The files are opened for this and closed
+        again, so no descriptor stays open for a shape between writes, and a closed or
+        deleted log raises OSError instead of touching a reused descriptor number."""
         if self.closed:
             raise OSError(f"shape log {self.directory} is closed")
-        os.fsync(self._data_fd)
-        os.fsync(self._idx_fd)
+        batches, self._unsynced = self._unsynced, []
+        if not batches:
+            return
+        _append_durably(self.data_path, [data for data, _ in batches])
+        _append_durably(self._idx_path, [idx for _, idx in batches])
 
     def publish(self) -> None:
         """Make every written and synced entry visible to readers."""
@@ -148,16 +155,33 @@ class ShapeLog:
             return LogOffset.from_key(self._boundaries[i])
         return last
 
-    def read(self, after: LogOffset, upto: LogOffset) -> bytes:
-        """Items with ``after < offset <= upto`` as ``,{...},{...}`` (empty if none)."""
-        if self.closed:  # its descriptor numbers may already belong to other files
+    def _byte_range(self, after: LogOffset, upto: LogOffset) -> tuple[int, int]:
+        """(start, end) in log.json of the items with ``after < offset <= upto``."""
+        if self.closed:
             raise ValueError(f"shape log {self.directory} is closed")
         lo = bisect.bisect_right(self._keys, after.key, 0, self._visible)
         hi = bisect.bisect_right(self._keys, upto.key, 0, self._visible)
         if hi <= lo:
+            return 0, 0
+        return (self._ends[lo - 1] if lo else 0), self._ends[hi - 1]
+
+    def range_length(self, after: LogOffset, upto: LogOffset) -> int:
+        """How many bytes ``read(after, upto)`` returns."""
+        start, end = self._byte_range(after, upto)
+        return end - start
+
+    def read(self, after: LogOffset, upto: LogOffset) -> bytes:
+        """Items with ``after < offset <= upto`` as ``,{...},{...}`` (empty if none)."""
+        start, end = self._byte_range(after, upto)
+        if end == start:
             return b""
-        start = self._ends[lo - 1] if lo else 0
-        return os.pread(self._read_fd, self._ends[hi - 1] - start, start)
+        return os.pread(READERS.get(self.data_path), end - start, start)
+
+    def open_range(self, after: LogOffset, upto: LogOffset) -> FileSlice:
+        """The same items as ``read``, as a slice of log.json on a descriptor of its own,
+        to be streamed in bounded pieces (and closed with ``aclose``)."""
+        start, end = self._byte_range(after, upto)
+        return FileSlice(os.open(self.data_path, os.O_RDONLY), start, end - start)
 
     def contains(self, offset: LogOffset) -> bool:
         """Whether ``offset`` is a point a client can legitimately resume from."""
@@ -170,8 +194,44 @@ class ShapeLog:
 
     def close(self) -> None:
         self.closed = True
-        for fd in (self._data_fd, self._idx_fd, self._read_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        READERS.forget(self.data_path)
+
+
+def _append_durably(path: str, pieces: list[bytes]) -> None:
+    """Append ``pieces`` to ``path`` (all of each: a short write continues) and fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        for piece in pieces:
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileSlice:
+    """``length`` bytes of a file from ``start``, read in pieces of at most ``piece``
+    bytes on a descriptor owned by this object; ``aclose`` releases it, read or not."""
+
+    def __init__(self, fd: int, start: int, length: int) -> None:
+        self._fd: int | None = fd
+        self.start = start
+        self.length = length
+
+    async def pieces(self, piece: int) -> AsyncIterator[bytes]:
+        position, end = self.start, self.start + self.length
+        while position < end and self._fd is not None:
+            data = os.pread(self._fd, min(piece, end - position), position)
+            if not data:
+                raise OSError(f"file ended {end - position} bytes early")
+            position += len(data)
+            yield data
+
+    def close_now(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    async def aclose(self) -> None:
+        self.close_now()

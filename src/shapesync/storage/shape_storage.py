@@ -23,9 +23,8 @@ from pathlib import Path
 import orjson
 
 from shapesync.offsets import BEFORE_ALL, LogOffset
-from shapesync.storage.shape_log import ShapeLog
+from shapesync.storage.shape_log import FileSlice, ShapeLog
 
-_READ_BLOCK = 1 << 20
 META_FILE = "shape.json"
 SNAPSHOT_FILE = "snapshot.json"
 
@@ -56,13 +55,18 @@ class ShapeStorage(ShapeLog):
         return self.directory / SNAPSHOT_FILE
 
     def read_with_snapshot(self, upto: LogOffset) -> SnapshotAndLog:
-        """The snapshot's items, then the log's up to ``upto``.
+        """The snapshot's items, then the log's up to ``upto``, as two file slices.
 
-        The snapshot file is opened now, together with the log read, so a shape deleted
-        while the result streams stays readable (unlinked) to the end.
+        Both files are opened now, so a shape deleted while the result streams stays
+        readable (unlinked) to the end.
         """
-        log_bytes = self.read(BEFORE_ALL, upto)
-        return SnapshotAndLog(os.open(self.snapshot_path, os.O_RDONLY), log_bytes)
+        log_slice = self.open_range(BEFORE_ALL, upto)
+        try:
+            fd = os.open(self.snapshot_path, os.O_RDONLY)
+        except OSError:
+            log_slice.close_now()
+            raise
+        return SnapshotAndLog(FileSlice(fd, 0, os.fstat(fd).st_size), log_slice)
 
     # -- lifecycle -------------------------------------------------------------------
     def delete(self) -> None:
@@ -72,19 +76,19 @@ class ShapeStorage(ShapeLog):
 
 
 class SnapshotAndLog:
-    """The snapshot file's ``,{item}...`` bytes in blocks (``snapshot_blocks``), then the
-    log slice (``log_bytes``); ``aclose`` releases the file whether or not the blocks were
-    ever read."""
+    """The snapshot file's ``,{item}...`` bytes, then the log slice's; ``aclose``
+    releases both files whether or not they were ever read."""
 
-    def __init__(self, fd: int, log_bytes: bytes) -> None:
-        self._fd: int | None = fd
-        self.log_bytes = log_bytes
+    def __init__(self, snapshot: FileSlice, log: FileSlice) -> None:
+        self.snapshot = snapshot
+        self.log = log
 
-    async def snapshot_blocks(self) -> AsyncIterator[bytes]:
-        while self._fd is not None and (block := os.read(self._fd, _READ_BLOCK)):
-            yield block
+    async def pieces(self, piece: int) -> AsyncIterator[bytes]:
+        async for data in self.snapshot.pieces(piece):
+            yield data
+        async for data in self.log.pieces(piece):
+            yield data
 
     async def aclose(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        await self.snapshot.aclose()
+        await self.log.aclose()

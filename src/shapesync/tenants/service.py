@@ -9,6 +9,7 @@ import uuid
 
 from shapesync.config import Settings
 from shapesync.pg.session import redact
+from shapesync.shapes.snapshot import SnapshotSlots
 from shapesync.tenants.databases import (
     DatabaseRejected,
     DatabaseStore,
@@ -47,11 +48,13 @@ class TenantService:
         self.tenants: dict[str, Tenant] = {}
         self.store = DatabaseStore(settings.storage_dir)
         self._admin_lock = asyncio.Lock()
+        self.snapshot_slots = SnapshotSlots(settings.max_concurrent_snapshots)
 
     async def start(self) -> None:
         if self.settings.database_url:
             database_id = default_database_id(self.settings)
-            tenant = Tenant(database_id, self.settings.database_url, self.settings)
+            tenant = Tenant(database_id, self.settings.database_url, self.settings,
+                            snapshot_slots=self.snapshot_slots)
             self.tenants[database_id] = tenant
             await tenant.start()
         for stored in self.store.load():
@@ -64,7 +67,8 @@ class TenantService:
             except DatabaseRejected as exc:
                 log.error("database %s cannot be started: %s", stored.id, exc.body)
                 continue
-            tenant = Tenant(stored.id, dsn, self.settings, default=False)
+            tenant = Tenant(stored.id, dsn, self.settings, default=False,
+                            snapshot_slots=self.snapshot_slots)
             self.tenants[stored.id] = tenant
             await tenant.start()
 
@@ -104,7 +108,8 @@ class TenantService:
             problem = await check_database(dsn)
             if problem is not None:
                 raise DatabaseRejected({"database_url": [problem]})
-            tenant = Tenant(stored.id, dsn, self.settings, default=False)
+            tenant = Tenant(stored.id, dsn, self.settings, default=False,
+                            snapshot_slots=self.snapshot_slots)
             self.store.save([*self.store.load(), stored])
             self.tenants[stored.id] = tenant
             log.info("database %s added: %s", stored.id, redact(dsn))

@@ -17,14 +17,14 @@ import psycopg
 from shapesync.changes import Relation
 from shapesync.config import Settings
 from shapesync.pg import setup
-from shapesync.pg.catalog import load_table
+from shapesync.pg.catalog import TableLookupError, load_table
 from shapesync.pg.replication import ReplicationClient
 from shapesync.pg.session import redact, session_conninfo
 from shapesync.shapes.definition import ShapeDefinition, compile_definition_where
 from shapesync.shapes.registry import ShapeRegistry
 from shapesync.shapes.shape import Shape
 from shapesync.shapes.sink import ShapeSink
-from shapesync.shapes.snapshot import run_snapshot
+from shapesync.shapes.snapshot import SnapshotSlots, run_snapshot
 from shapesync.tables import TableInfo
 from shapesync.tenants.databases import replication_names
 from shapesync.where import CompiledWhere
@@ -32,13 +32,24 @@ from shapesync.where import CompiledWhere
 log = logging.getLogger(__name__)
 
 
+CONNECT_TIMEOUT_S = 10
+RETRY_AFTER_S = 5  # what 503 answers tell clients to wait
+
+
 class NotReady(RuntimeError):
-    """The database is not connected yet, or no longer served (answered with 503/404)."""
+    """The database is not connected yet, or no longer served (answered with 503/404).
+    The message is shown to clients: it never carries server details (hosts, ports,
+    Postgres' own messages), which go to the log instead."""
+
+
+class Busy(RuntimeError):
+    """Try again shortly (503 + Retry-After): the table is locked by another session, or
+    too many shapes are being created at once. The message is shown to clients."""
 
 
 class Tenant:
     def __init__(self, database_id: str, dsn: str, settings: Settings, *,
-                 default: bool = True) -> None:
+                 default: bool = True, snapshot_slots: SnapshotSlots | None = None) -> None:
         self.id = database_id
         self.dsn = dsn
         self.slot_name, self.publication_name = replication_names(
@@ -48,6 +59,9 @@ class Tenant:
         self.registry = ShapeRegistry(settings.storage_dir / "shapes" / database_id,
                                       settings.chunk_bytes_threshold)
         self.sink = ShapeSink(self.registry, on_relation=self._forget_table)
+        self.max_shapes = settings.max_shapes
+        self.ddl_lock_timeout_ms = settings.ddl_lock_timeout_ms
+        self.snapshot_slots = snapshot_slots or SnapshotSlots(settings.max_concurrent_snapshots)
         self.status = "starting"
         self.closed = False  # stopped: no new shapes, connections or reads
         self.removed = False
@@ -57,7 +71,7 @@ class Tenant:
         )
         self._catalog: psycopg.AsyncConnection | None = None
         self._catalog_lock = asyncio.Lock()
-        self._create_lock = asyncio.Lock()
+        self._table_locks: dict[tuple[str, str], asyncio.Lock] = {}  # shape creation per table
         self._tables: dict[tuple[str | None, str], TableInfo] = {}
         self._prepared = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -77,9 +91,10 @@ class Tenant:
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        async with self._create_lock:  # a shape being created now gets its task first
-            for task in list(self._tasks):
-                task.cancel()
+        # Closed above: a shape creation in flight stops at its next ensure_open, before
+        # it starts a snapshot task.
+        for task in list(self._tasks):
+            task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.sink.has_unflushed:
             await self.sink.flush()
@@ -157,7 +172,8 @@ class Tenant:
     async def _catalog_conn(self) -> psycopg.AsyncConnection:
         self.ensure_open()
         if self._catalog is None or self._catalog.closed or self._catalog.broken:
-            self._catalog = await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+            self._catalog = await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         return self._catalog
 
     # -- tables ---------------------------------------------------------------------------
@@ -172,7 +188,8 @@ class Tenant:
             try:
                 info = await load_table(await self._catalog_conn(), schema, name)
             except psycopg.OperationalError as exc:
-                raise NotReady(str(exc)) from exc
+                log.warning("database %s: catalog query failed: %s", self.id, str(exc).strip())
+                raise NotReady("the database is unreachable") from None
         self._tables[(schema, name)] = info
         return info
 
@@ -185,10 +202,12 @@ class Tenant:
 
     # -- shapes ---------------------------------------------------------------------------
     def find_shape(self, definition: ShapeDefinition) -> Shape | None:
-        return self.registry.get(definition)
+        shape = self.registry.get(definition)
+        return self.registry.touch(shape) if shape is not None else None
 
     def shape_by_id(self, shape_id: str) -> Shape | None:
-        return self.registry.by_shape_id(shape_id)
+        shape = self.registry.by_shape_id(shape_id)
+        return self.registry.touch(shape) if shape is not None else None
 
     def removal_reason(self, shape_id: str) -> str | None:
         return self.registry.removal_reason(shape_id)
@@ -196,29 +215,81 @@ class Tenant:
     async def get_or_create(self, definition: ShapeDefinition, table: TableInfo,
                             where: CompiledWhere | None = None) -> Shape:
         """The shape for ``definition``; a new one joins replication at once and takes
-        its snapshot in the background (``Shape.wait_snapshot`` tells when it is done)."""
-        async with self._create_lock:
+        its snapshot in the background (``Shape.wait_snapshot`` tells when it is done).
+
+        Creation is serialised per table only: a table whose preparation waits for another
+        session's lock (Busy after the DDL lock timeout) never holds up other tables.
+        Raises NotReady, Busy, or TableLookupError when the table cannot be prepared."""
+        self.ensure_open()
+        if (shape := self.find_shape(definition)) is not None:
+            return shape
+        lock = self._table_locks.setdefault((table.schema, table.name), asyncio.Lock())
+        async with lock:
             self.ensure_open()
-            shape = self.registry.get(definition)
-            if shape is not None:
+            if (shape := self.find_shape(definition)) is not None:
                 return shape
-            async with self._catalog_lock:
-                await setup.prepare_table(
-                    await self._catalog_conn(), self.publication_name,
-                    table.schema, table.name,
-                )
+            await self._prepare_table(table)
+            self.ensure_open()
             if where is None and definition.where is not None:
                 where = compile_definition_where(definition, table)
-            shape = self.registry.create(definition, table, where)
+            if not self.snapshot_slots.try_acquire():
+                raise Busy("too many shapes are being created at once: try again shortly")
+            try:
+                self._make_room()
+                shape = self.registry.create(definition, table, where)
+            except OSError as exc:
+                self.snapshot_slots.release()
+                log.error("database %s: cannot store a new shape: %s", self.id, exc)
+                raise Busy("the server cannot store a new shape now: try again shortly") from None
             log.info("created shape %s on %s.%s", shape.id, table.schema, table.name)
             task = asyncio.create_task(self._snapshot(shape), name=f"snapshot-{shape.id}")
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return shape
 
+    def _make_room(self) -> None:
+        """Below ELECTRIC_MAX_SHAPES, drop the least recently used shapes (409 for them)."""
+        while self.max_shapes and len(self.registry) >= self.max_shapes:
+            victim = self.registry.least_recently_used()
+            if victim is None:
+                return
+            log.info("database %s: %d shapes, at most %d (ELECTRIC_MAX_SHAPES): dropping the "
+                     "least recently used, %s", self.id, len(self.registry), self.max_shapes,
+                     victim.id)
+            self.sink.remove(victim, "the server keeps a limited number of shapes and this "
+                                     "one was the least recently used")
+
+    async def _prepare_table(self, table: TableInfo) -> None:
+        """Publication membership and replica identity, on a connection of its own with a
+        short lock timeout (no lock of ours is held while Postgres makes us wait)."""
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        except psycopg.OperationalError as exc:
+            log.warning("database %s: cannot connect: %s", self.id, str(exc).strip())
+            raise NotReady("the database is unreachable") from None
+        try:
+            async with conn:
+                await setup.prepare_table(conn, self.publication_name, table.schema,
+                                          table.name, self.ddl_lock_timeout_ms)
+        except setup.TableBusy:
+            raise Busy(f'Table "{table.schema}.{table.name}" is locked by another session: '
+                       "try again shortly") from None
+        except setup.TableNotPrepared as exc:
+            raise TableLookupError(str(exc)) from None
+        except psycopg.errors.UndefinedTable:
+            raise TableLookupError("table not found") from None
+        except psycopg.Error as exc:
+            log.warning("database %s: preparing %s.%s failed: %s", self.id, table.schema,
+                        table.name, str(exc).strip())
+            raise NotReady("the database could not prepare the table for replication") from None
+
     async def _snapshot(self, shape: Shape) -> None:
-        if not await run_snapshot(self.conninfo, shape):
-            self.sink.remove(shape, "snapshot failed")
+        try:
+            if not await run_snapshot(self.conninfo, shape):
+                self.sink.remove(shape, "snapshot failed")
+        finally:
+            self.snapshot_slots.release()
 
     def delete_shape(self, shape: Shape, reason: str) -> None:
         """Remove a shape (its clients get 409 and refetch)."""
