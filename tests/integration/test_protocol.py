@@ -295,7 +295,7 @@ def test_departed_long_polls_leave_nothing_behind(items):
     socks = [socket.create_connection(("127.0.0.1", items.port)) for _ in range(200)]
     for sock in socks:
         sock.sendall(request)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # generous: accepting 200 sockets on a loaded machine
     while fds() < baseline + 200 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert fds() >= baseline + 200

@@ -137,11 +137,18 @@ async def prepare_table(
 
 
 # The table, and for a partitioned one every partition, whose replica identity is not FULL.
+# (pg_inherits rather than pg_partition_tree, which locks the table: reading the catalog
+# must never wait for another session's lock.)
 _NOT_FULL_SQL = """
+WITH RECURSIVE tree(oid) AS (
+    SELECT %(t)s::regclass::oid
+    UNION ALL
+    SELECT i.inhrelid FROM pg_inherits i JOIN tree ON i.inhparent = tree.oid
+    JOIN pg_class p ON p.oid = i.inhrelid AND p.relispartition
+)
 SELECT n.nspname, c.relname
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE (c.oid = %(t)s::regclass OR c.oid IN (SELECT relid FROM pg_partition_tree(%(t)s::regclass)))
-  AND c.relreplident <> 'f'
+FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relreplident <> 'f'
 ORDER BY c.oid <> %(t)s::regclass, c.relname
 """
 
