@@ -106,13 +106,12 @@ async def prepare_table(
     """
     ident = sql.Identifier(schema, table)
     await conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{lock_timeout_ms}ms",))
-    cur = await conn.execute(
-        "SELECT 1 FROM pg_publication_tables WHERE pubname = %s AND schemaname = %s "
-        "AND tablename = %s",
-        (publication, schema, table),
-    )
+    qualified = f"{quote_ident(schema)}.{quote_ident(table)}"
+    in_schema = _IN_SCHEMA_SQL if conn.info.server_version >= 150000 else ""
+    cur = await conn.execute(_PUBLISHED_SQL.format(in_schema=in_schema),
+                             {"pub": publication, "t": qualified})
     added = await cur.fetchone() is None
-    cur = await conn.execute(_NOT_FULL_SQL, {"t": f"{quote_ident(schema)}.{quote_ident(table)}"})
+    cur = await conn.execute(_NOT_FULL_SQL, {"t": qualified})
     not_full = [(nsp, rel) for nsp, rel in await cur.fetchall()]
     try:
         if added:
@@ -135,6 +134,21 @@ async def prepare_table(
             f"{quote_ident(schema)}.{quote_ident(table)} REPLICA IDENTITY FULL"
         ) from None
 
+
+# Whether the publication covers the table: listed, FOR ALL TABLES, or (Postgres 15+) FOR
+# TABLES IN its schema. From the catalog tables, not the pg_publication_tables view, which
+# opens (and so locks) every published table.
+_PUBLISHED_SQL = """
+SELECT 1 FROM pg_publication p
+WHERE p.pubname = %(pub)s AND (
+    p.puballtables
+    OR EXISTS (SELECT 1 FROM pg_publication_rel r
+               WHERE r.prpubid = p.oid AND r.prrelid = %(t)s::regclass)
+    {in_schema})
+"""
+_IN_SCHEMA_SQL = """OR EXISTS (SELECT 1 FROM pg_publication_namespace pn JOIN pg_class c
+               ON c.relnamespace = pn.pnnspid
+               WHERE pn.pnpubid = p.oid AND c.oid = %(t)s::regclass)"""
 
 # The table, and for a partitioned one every partition, whose replica identity is not FULL.
 # (pg_inherits rather than pg_partition_tree, which locks the table: reading the catalog
