@@ -48,6 +48,10 @@ class Settings:
     replication_stream_id: str = "default"
     long_poll_timeout: float = 20.0
     log_level: str = "info"
+    # -- authentication (http/auth.py) --
+    # ELECTRIC_SECRET: required as ?secret= on shape and admin requests; without it the
+    # shape API is open and the admin API answers loopback peers only. Never in a repr.
+    secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -75,6 +79,7 @@ class Settings:
             s.replication_stream_id = env["REPLICATION_STREAM_ID"]
         if "LOG_LEVEL" in env:
             s.log_level = env["LOG_LEVEL"].lower()
+        s.secret = env.get("ELECTRIC_SECRET") or None  # empty counts as unset
         s.validate()
         return s
 
