@@ -1,0 +1,237 @@
+"""Authentication and the admin API against a real server: the API secret on shape and admin
+requests, loopback-only admin without a secret, no CORS on /v1/admin/*, and an Add Database
+aimed at a server that stalls (bounded, not holding the admin API, saying nothing about the
+address). Network traffic goes to loopback addresses only."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import pytest
+
+from shapesync.http.auth import ADMIN_LOOPBACK_ONLY, UNAUTHORIZED
+from tests.conftest import create_database, drop_database
+from tests.helpers import ShapeFollower, table_rows
+
+SECRET = "correct horse battery staple/+&=ü"
+HOSTILE = {"origin": "https://evil.example"}
+DENIED = {"message": UNAUTHORIZED}
+
+
+def cors(response: httpx.Response) -> list[str]:
+    return [k for k in response.headers if k.lower().startswith("access-control-")]
+
+
+@pytest.fixture
+def secured(server_factory):
+    return server_factory(env={"ELECTRIC_SECRET": SECRET}).start()
+
+
+@pytest.fixture
+def items(db):
+    db.execute("CREATE TABLE items (id int PRIMARY KEY, title text)")
+    db.execute("INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 20) g")
+    return db
+
+
+def assert_denied(r: httpx.Response, status: int = 401, body: object = DENIED) -> None:
+    assert r.status_code == status, (r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/json")
+    if r.request.method != "HEAD":
+        assert r.json() == body
+
+
+def test_shape_requests_without_the_right_secret_get_401_with_cors(secured, items):
+    url = f"{secured.url}/v1/shape/items"
+    for params in ({"offset": "-1"}, {"offset": "-1", "secret": "wrong"},
+                   {"offset": "-1", "secret": ""}, {"offset": "-1", "api_secret": "wrong"},
+                   {"offset": "-1", "secret": "wrong", "api_secret": SECRET},
+                   {"offset": "-1", "secret": SECRET[:-1]},
+                   {"offset": "0_0", "shape_id": "x", "live": "true", "secret": "no"}):
+        r = httpx.get(url, params=params, headers=HOSTILE)
+        assert_denied(r)
+        assert r.headers["access-control-allow-origin"] == "https://evil.example"
+        assert "access-control-allow-methods" in r.headers
+    assert_denied(httpx.head(url, params={"offset": "-1"}))
+    r = httpx.delete(url, headers=HOSTILE)
+    assert_denied(r)
+    assert r.headers["access-control-allow-origin"] == "https://evil.example"
+    # bad parameters are not even looked at without the secret
+    assert_denied(httpx.get(url, params={"offset": "bogus"}))
+    # open: health, root, preflight, unknown paths
+    assert httpx.get(f"{secured.url}/v1/health").json() == {"status": "active"}
+    assert httpx.get(f"{secured.url}/").status_code == 200
+    r = httpx.options(url, headers={**HOSTILE, "access-control-request-method": "GET"})
+    assert r.status_code == 204 and r.headers["access-control-allow-origin"] == HOSTILE["origin"]
+    assert httpx.get(f"{secured.url}/v1/nothing").status_code == 404
+
+
+@pytest.mark.parametrize("param", ["secret", "api_secret"])
+def test_the_right_secret_syncs_as_before(secured, items, param):
+    follower = ShapeFollower(secured.url, "items", {param: SECRET})
+    assert follower.sync() == table_rows(items, "items")
+    items.execute("UPDATE items SET title = 'changed' WHERE id = 3")
+    items.execute("INSERT INTO items VALUES (21, 'new')")
+    items.execute("DELETE FROM items WHERE id = 1")
+    assert follower.wait_for(lambda rows: rows == table_rows(items, "items")) == \
+        table_rows(items, "items")
+
+    # the secret is no part of the shape: same shape id, etag and headers without it
+    # showing up anywhere in the response
+    url = f"{secured.url}/v1/shape/items"
+    a = httpx.get(url, params={"offset": "-1", "secret": SECRET})
+    b = httpx.get(url, params={"offset": "-1", "api_secret": SECRET, "secret": SECRET})
+    assert a.status_code == b.status_code == 200
+    assert a.headers["electric-shape-id"] == b.headers["electric-shape-id"] == follower.shape_id
+    assert a.headers["etag"] == b.headers["etag"]
+    assert a.content == b.content
+    gone = httpx.get(url, params={"offset": "999999999_0", "shape_id": follower.shape_id,
+                                  "secret": SECRET})
+    assert gone.status_code == 409
+    assert gone.headers["location"] == f"?shape_id={follower.shape_id}&offset=-1"
+    for r in (a, b, gone):
+        assert SECRET not in str(r.headers) and SECRET not in r.text
+        assert "secret" not in r.headers.get("location", "")
+    # deletion (enabled in tests) works with the secret
+    r = httpx.delete(url, params={param: SECRET})
+    assert r.status_code == 202
+    assert SECRET not in secured.logs()
+
+
+def test_admin_with_a_secret(secured, pg_cluster):
+    admin = f"{secured.url}/v1/admin/database"
+    name = create_database(pg_cluster)
+    body = {"database_url": f"postgresql://postgres@127.0.0.1:{pg_cluster.port}/{name}",
+            "database_id": "second"}
+    try:
+        for params in ({}, {"secret": "wrong"}, {"secret": "", "api_secret": SECRET}):
+            r = httpx.post(admin, json=body, params=params, headers=HOSTILE, timeout=30)
+            assert_denied(r)
+            assert cors(r) == []
+            assert_denied(httpx.delete(f"{admin}/second", params=params, headers=HOSTILE))
+        assert httpx.get(f"{secured.url}/v1/health",
+                         params={"database_id": "second"}).status_code == 404
+        r = httpx.post(admin, json=body, params={"secret": SECRET}, headers=HOSTILE, timeout=30)
+        assert (r.status_code, r.json()) == (200, "second") and cors(r) == []
+        secured.wait_healthy(database_id="second")
+        r = httpx.delete(f"{admin}/second", params={"api_secret": SECRET}, timeout=30)
+        assert (r.status_code, r.json()) == (200, "second")
+        r = httpx.delete(f"{admin}/second", params={"secret": SECRET})
+        assert r.status_code == 404 and cors(r) == []
+    finally:
+        drop_database(pg_cluster, name)
+    assert "API secret set" in secured.logs()
+
+
+def test_admin_without_a_secret_answers_loopback_peers_only(server):
+    admin = f"{server.url}/v1/admin/database"
+    r = httpx.delete(f"{admin}/nope")
+    assert (r.status_code, r.json()) == (404, "Database nope not found.")
+    # any 127.x address is loopback (the server listens on 127.0.0.1)
+    with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2")) as client:
+        assert client.delete(f"{admin}/nope").status_code == 404
+    # a request forwarded by a proxy on this host is not local: uvicorn takes the client
+    # from X-Forwarded-For when the peer is 127.0.0.1 (nothing is sent to that address),
+    # and the other forwarding headers count as well
+    for header in ({"x-forwarded-for": "10.1.2.3"}, {"x-real-ip": "10.1.2.3"},
+                   {"forwarded": "for=10.1.2.3"}):
+        r = httpx.post(admin, json={"database_url": "postgresql://u@h/x"},
+                       headers={**header, **HOSTILE})
+        assert_denied(r, 403, {"message": ADMIN_LOOPBACK_ONLY})
+        assert cors(r) == []
+    # the shape API stays open
+    assert httpx.get(f"{server.url}/v1/health").status_code == 200
+    assert "answers requests from loopback addresses only" in server.logs()
+
+
+def test_admin_responses_never_carry_cors_headers(server):
+    admin = f"{server.url}/v1/admin/database"
+    preflight = {**HOSTILE, "access-control-request-method": "POST",
+                 "access-control-request-headers": "content-type"}
+    responses = [
+        httpx.options(admin, headers=preflight),
+        httpx.options(f"{admin}/x", headers=preflight),
+        httpx.post(admin, content=b"{nope", headers=HOSTILE),
+        httpx.post(admin, json={}, headers=HOSTILE),
+        httpx.post(admin, content=b"a=b", headers={**HOSTILE, "content-type": "text/plain"}),
+        httpx.delete(f"{admin}/nope", headers=HOSTILE),
+        httpx.get(admin, headers=HOSTILE),
+        httpx.get(f"{server.url}/v1/admin/other", headers=HOSTILE),
+        httpx.get(f"{server.url}/v1/admin/database", params={"x": "y" * 62_000},
+                  headers=HOSTILE),
+    ]
+    assert [r.status_code for r in responses] == [204, 204, 400, 400, 415, 404, 404, 404, 414]
+    for r in responses:
+        assert cors(r) == [], (r.request.method, r.request.url, r.headers)
+
+
+@pytest.fixture
+def stalled_port() -> Iterator[int]:
+    """A TCP listener on 127.0.0.1 that accepts connections and never says a word."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except (TimeoutError, OSError):
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for conn in held:
+        conn.close()
+    listener.close()
+
+
+def test_add_database_on_a_stalled_server_is_bounded_and_says_nothing(server, stalled_port):
+    admin = f"{server.url}/v1/admin/database"
+    body = {"database_url": f"postgresql://postgres:pw@127.0.0.1:{stalled_port}/app",
+            "database_id": "stalled"}
+    with ThreadPoolExecutor(1) as pool:
+        started = time.monotonic()
+        pending = pool.submit(httpx.post, admin, json=body, timeout=30)
+        time.sleep(1)  # the check is under way
+        # meanwhile the admin API and the shape API answer at once
+        for _ in range(3):
+            t0 = time.monotonic()
+            r = httpx.delete(f"{admin}/unknown", timeout=5)
+            assert r.status_code == 404
+            assert httpx.get(f"{server.url}/v1/health", timeout=5).status_code == 200
+            assert time.monotonic() - t0 < 1.0
+        assert not pending.done()
+        r = pending.result()
+        elapsed = time.monotonic() - started
+    assert r.status_code == 400, r.text
+    assert 8 < elapsed < 12.5, elapsed
+    message = r.json()["database_url"][0]
+    assert message.startswith("could not connect")
+    for leak in ("127.0.0.1", str(stalled_port), "timeout", "server", "host", "port",
+                 "connection to", "pw"):
+        assert leak not in r.text, (leak, r.text)
+    assert httpx.get(f"{server.url}/v1/health",
+                     params={"database_id": "stalled"}).status_code == 404
+
+    # a closed port (refused at once) reads exactly the same
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    r2 = httpx.post(admin, json={**body, "database_url":
+                                 f"postgresql://postgres@127.0.0.1:{closed_port}/app"}, timeout=30)
+    assert r2.status_code == 400 and r2.json() == r.json()
+    # the operator finds the reason in the log
+    assert "database check for" in server.logs()
