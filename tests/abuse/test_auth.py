@@ -1,11 +1,15 @@
 """Authentication and the admin API against a real server: the API secret on shape and admin
 requests, loopback-only admin without a secret, no CORS on /v1/admin/*, and an Add Database
 aimed at a server that stalls (bounded, not holding the admin API, saying nothing about the
-address). Network traffic goes to loopback addresses only."""
+address). Then check_database in-process against fake servers: one that completes the startup
+handshake and never answers the query, one whose error names the host. Network traffic goes
+to loopback addresses only."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +19,7 @@ import httpx
 import pytest
 
 from shapesync.http.auth import ADMIN_LOOPBACK_ONLY, UNAUTHORIZED
+from shapesync.tenants.databases import COULD_NOT_CONNECT, COULD_NOT_INSPECT, check_database
 from tests.conftest import create_database, drop_database
 from tests.helpers import ShapeFollower, table_rows
 
@@ -235,3 +240,93 @@ def test_add_database_on_a_stalled_server_is_bounded_and_says_nothing(server, st
     assert r2.status_code == 400 and r2.json() == r.json()
     # the operator finds the reason in the log
     assert "database check for" in server.logs()
+
+
+# -- check_database in-process, against fake servers on 127.0.0.1 ----------------------------
+SSL_OR_GSS = {80877103, 80877104}
+
+
+def _message(kind: bytes, payload: bytes) -> bytes:
+    return kind + struct.pack("!i", len(payload) + 4) + payload
+
+
+async def _startup(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """Refuse SSL/GSS, read the startup packet; False for a cancel request or EOF."""
+    while True:
+        try:
+            length = struct.unpack("!i", await reader.readexactly(4))[0]
+            body = await reader.readexactly(length - 4)
+        except asyncio.IncompleteReadError:
+            return False
+        code = struct.unpack("!i", body[:4])[0]
+        if code in SSL_OR_GSS:
+            writer.write(b"N")
+            await writer.drain()
+            continue
+        return code != 80877102  # a CancelRequest: ignore it, like a stalled server
+
+
+async def _serve(handler) -> tuple[asyncio.AbstractServer, int]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+def test_a_server_that_stalls_after_the_handshake_is_given_up_in_time(caplog):
+    held: list[asyncio.StreamWriter] = []
+    queries: list[bytes] = []
+
+    async def handler(reader, writer):
+        held.append(writer)
+        if not await _startup(reader, writer):
+            return
+        writer.write(_message(b"R", struct.pack("!i", 0))  # AuthenticationOk
+                     + _message(b"S", b"server_version\x0017.0\x00")
+                     + _message(b"S", b"client_encoding\x00UTF8\x00")
+                     + _message(b"S", b"standard_conforming_strings\x00on\x00")
+                     + _message(b"K", struct.pack("!ii", 4242, 99))
+                     + _message(b"Z", b"I"))
+        await writer.drain()
+        queries.append(await reader.read(1))  # the query ('Q'): never answered
+        await reader.read()
+
+    async def main():
+        server, port = await _serve(handler)
+        async with server:
+            started = time.monotonic()
+            problem = await check_database(
+                f"host=127.0.0.1 port={port} user=u dbname=d sslmode=disable", timeout=1.5)
+            elapsed = time.monotonic() - started
+            for writer in held:
+                writer.close()
+            return problem, elapsed
+
+    problem, elapsed = asyncio.run(main())
+    assert queries == [b"Q"]  # it got as far as the query
+    assert problem == COULD_NOT_CONNECT
+    assert elapsed < 2.5
+    assert "no answer within" in caplog.text
+
+
+def test_server_error_text_is_not_passed_on():
+    async def handler(reader, writer):
+        if await _startup(reader, writer):
+            fields = (b"SFATAL\x00C28000\x00Mno pg_hba.conf entry for host \"127.0.0.1\", "
+                      b"user \"u\", database \"d\"\x00\x00")
+            writer.write(_message(b"E", fields))
+            await writer.drain()
+        writer.close()
+
+    async def main():
+        server, port = await _serve(handler)
+        async with server:
+            return await check_database(f"host=127.0.0.1 port={port} user=u dbname=d", timeout=5)
+
+    problem = asyncio.run(main())
+    assert problem == COULD_NOT_CONNECT
+    assert "127.0.0.1" not in problem and "pg_hba" not in problem
+
+
+def test_messages_name_no_address():
+    assert "could not connect" in COULD_NOT_CONNECT
+    for text in (COULD_NOT_CONNECT, COULD_NOT_INSPECT):
+        assert not any(ch.isdigit() for ch in text)
