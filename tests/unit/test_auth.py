@@ -241,3 +241,60 @@ def test_without_a_secret_shape_requests_are_open():
     status, headers, _ = call(app, "GET", "/v1/shape/items", {"offset": "-1"},
                               client=("10.1.2.3", 1), headers=HOSTILE)
     assert status == 404 and headers["access-control-allow-origin"] == "https://evil.example"
+
+
+# -- Add Database: network checks outside the admin lock ------------------------------------
+class FakeTenant:
+    def __init__(self, database_id: str, dsn: str, settings, default: bool = True) -> None:
+        self.id, self.dsn = database_id, dsn
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def remove(self) -> list[str]:
+        return []
+
+
+def test_add_database_checks_outside_the_admin_lock(tmp_path, monkeypatch):
+    from shapesync.config import Settings
+    from shapesync.tenants import service as service_module
+    from shapesync.tenants.databases import DatabaseRejected
+
+    release = asyncio.Event()
+    checking: list[str] = []
+
+    async def slow_check(dsn: str, timeout: float = 10) -> str | None:
+        checking.append(dsn)
+        await release.wait()
+        return None
+
+    monkeypatch.setattr(service_module, "check_database", slow_check)
+    monkeypatch.setattr(service_module, "Tenant", FakeTenant)
+
+    async def main():
+        service = service_module.TenantService(Settings(storage_dir=tmp_path))
+        first = asyncio.ensure_future(service.add_database(
+            StoredDatabase("x", "postgresql://u@db.invalid/a")))
+        same_id = asyncio.ensure_future(service.add_database(
+            StoredDatabase("x", "postgresql://u@db.invalid/b")))
+        same_db = asyncio.ensure_future(service.add_database(
+            StoredDatabase("y", "postgresql://u@db.invalid/a")))
+        while len(checking) < 3:
+            await asyncio.sleep(0)
+        # all three checks are under way: the admin API still answers at once
+        assert await asyncio.wait_for(service.remove_database("nope"), 0.5) is False
+        release.set()
+        results = await asyncio.gather(first, same_id, same_db, return_exceptions=True)
+        return service, results
+
+    service, results = asyncio.run(main())
+    assert results[0] is None
+    assert isinstance(results[1], DatabaseRejected)
+    assert results[1].body == "Database x already exists."
+    assert isinstance(results[2], DatabaseRejected)
+    assert results[2].body == "The database db.invalid:5432/a is already in use by another tenant."
+    assert list(service.tenants) == ["x"]
+    assert [d.id for d in service.store.load()] == ["x"]

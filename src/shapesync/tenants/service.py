@@ -86,7 +86,7 @@ class TenantService:
             return parsed.conninfo
         try:
             return await with_ipv6(parsed.conninfo)
-        except (OSError, TimeoutError) as exc:
+        except OSError as exc:
             if not strict:
                 log.warning("database %s: no IPv6 address now (%s); connecting without the "
                             "IPv6 preference", stored.id, exc)
@@ -110,6 +110,8 @@ class TenantService:
         outside the admin lock and within CHECK_TIMEOUT_S together, so a server that
         stalls holds up no other admin request; id and database are checked again under
         the lock, before the database is persisted and started."""
+        if stored.id in self.tenants:
+            raise DatabaseRejected(f"Database {stored.id} already exists.")
         parsed = parse_database_url(stored.url)
         if isinstance(parsed, str):
             raise DatabaseRejected({"database_url": [parsed]})
