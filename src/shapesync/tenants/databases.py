@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import os
 import re
 import socket
@@ -140,14 +141,14 @@ async def check_database(conninfo: str, timeout: float = CHECK_TIMEOUT_S) -> str
     task.cancel()
     _abandoned.add(task)
     task.add_done_callback(_abandoned.discard)
-    log.warning("database check for %s: no answer within %s s", redact(conninfo), timeout)
+    log.warning("database check for %s: no answer within %.0f s", redact(conninfo), timeout)
     return COULD_NOT_CONNECT
 
 
 async def _check_database(conninfo: str, timeout: float) -> str | None:
     try:
         conn = await psycopg.AsyncConnection.connect(
-            session_conninfo(conninfo), autocommit=True, connect_timeout=max(1, int(timeout)))
+            session_conninfo(conninfo), autocommit=True, connect_timeout=max(1, math.ceil(timeout)))
     except (psycopg.Error, OSError) as exc:
         log.warning("database check for %s: could not connect: %s", redact(conninfo),
                     str(exc).strip() or type(exc).__name__)
