@@ -14,6 +14,7 @@ from shapesync.http.api import ShapeApi
 from shapesync.http.asgi import App
 from shapesync.http.auth import (
     ADMIN_LOOPBACK_ONLY,
+    ADMIN_NO_BROWSERS,
     UNAUTHORIZED,
     Auth,
     is_loopback,
@@ -104,8 +105,13 @@ def test_admin_rules():
     for header in ("x-forwarded-for", "forwarded", "x-real-ip"):
         proxied = request("POST", headers={header: ["203.0.113.9"]})
         assert open_auth.check_admin(proxied, ("127.0.0.1", 1)).status == 403
+    from_page = request("POST", headers={"origin": ["https://evil.example"]})
+    denied = open_auth.check_admin(from_page, ("127.0.0.1", 1))
+    assert denied.status == 403 and orjson.loads(denied.body) == {"message": ADMIN_NO_BROWSERS}
     auth = Auth("s")
     assert auth.check_admin(request("POST"), ("127.0.0.1", 1)).status == 401
+    with_secret = request("POST", {"secret": ["s"]}, {"origin": ["https://a.example"]})
+    assert auth.check_admin(with_secret, ("127.0.0.1", 1)) is None
     assert auth.check_admin(request("POST", {"secret": ["s"]}), ("10.1.2.3", 1)) is None
     assert auth.check_admin(request("POST", {"api_secret": ["s"]}), None) is None
 
@@ -171,8 +177,15 @@ def test_admin_from_a_non_loopback_peer_is_forbidden_without_a_secret():
         assert orjson.loads(text) == {"message": ADMIN_LOOPBACK_ONLY}
         assert cors(headers) == [] and headers["content-type"].startswith("application/json")
     assert databases.added == []
+    # a web page in a browser on this host: loopback, but an Origin header
+    for origin in (HOSTILE, {"origin": "null"}, {"origin": "http://127.0.0.1:3000"}):
+        status, headers, text = call(app, "POST", "/v1/admin/database", body=ADD_BODY,
+                                     headers=origin, client=("127.0.0.1", 1234))
+        assert (status, orjson.loads(text)) == (403, {"message": ADMIN_NO_BROWSERS})
+        assert cors(headers) == []
+    assert databases.added == []
     status, headers, text = call(app, "POST", "/v1/admin/database", body=ADD_BODY,
-                                 headers=HOSTILE, client=("127.0.0.2", 1234))
+                                 client=("127.0.0.2", 1234))
     assert (status, orjson.loads(text)) == (200, "x") and cors(headers) == []
     assert [d.id for d in databases.added] == ["x"]
     # percent-encoded spellings of the path are the same path
@@ -199,16 +212,19 @@ def test_admin_with_a_secret_needs_it_from_everyone():
 
 
 def test_admin_preflight_and_errors_carry_no_cors_headers():
-    app, _ = make_app(None)
+    app, _ = make_app("s")
     preflight = {**HOSTILE, "access-control-request-method": "POST",
                  "access-control-request-headers": "content-type"}
-    status, headers, _ = call(app, "OPTIONS", "/v1/admin/database", headers=preflight)
+    status, headers, _ = call(app, "OPTIONS", "/v1/admin/database", {"secret": "s"},
+                              headers=preflight)
     assert status == 204 and cors(headers) == []
+    status, headers, _ = call(app, "OPTIONS", "/v1/admin/database", headers=preflight)
+    assert status == 401 and cors(headers) == []
     for method, path, body in (("POST", "/v1/admin/database", b"{nope"),
                                ("POST", "/v1/admin/database", b"x" * (65 * 1024)),
                                ("GET", "/v1/admin/database", b""),
                                ("GET", "/v1/admin", b"")):
-        status, headers, _ = call(app, method, path, body=body, headers=HOSTILE)
+        status, headers, _ = call(app, method, path, {"secret": "s"}, body=body, headers=HOSTILE)
         assert status in (400, 404, 413) and cors(headers) == [], (method, path, status)
     status, headers, _ = call(app, "GET", "/v1/admin/database", b"x=%ff",
                               headers=HOSTILE)

@@ -4,9 +4,10 @@ With a secret (``ELECTRIC_SECRET`` / ``--secret``) every shape request except OP
 every admin request, must carry it as the query parameter ``secret`` (or the deprecated
 ``api_secret`` when ``secret`` is absent: if ``secret`` is present it alone decides, as in
 the reference); otherwise 401. Without a secret the shape API is open, as in the
-reference, and the admin API answers only peers on a loopback address (403 otherwise):
-Add Database makes this server open connections to any address it is given, which must
-not be for anyone who can reach the port.
+reference, and the admin API answers only peers on a loopback address, and not web pages
+(requests with an Origin header), 403 otherwise: Add Database makes this server open
+connections to any address it is given, which must not be for anyone who can reach the
+port or for a page that a local user happens to visit.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 UNAUTHORIZED = "Unauthorized - Invalid API secret"
 ADMIN_LOOPBACK_ONLY = ("Forbidden - the admin API accepts requests from loopback addresses "
                        "only when no API secret is configured (ELECTRIC_SECRET)")
+ADMIN_NO_BROWSERS = ("Forbidden - the admin API does not accept requests from web pages (an "
+                     "Origin header) when no API secret is configured (ELECTRIC_SECRET)")
 # A request that came through a proxy on this host has a loopback peer but is not local.
 FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
@@ -83,9 +86,14 @@ class Auth:
             if secret_matches(request.query, self.secret):
                 return None
             return json_response(401, {"message": UNAUTHORIZED})
-        if is_loopback(client) and not any(request.header_values(h) for h in FORWARDING_HEADERS):
-            return None
-        return json_response(403, {"message": ADMIN_LOOPBACK_ONLY})
+        if not is_loopback(client) or any(request.header_values(h) for h in FORWARDING_HEADERS):
+            return json_response(403, {"message": ADMIN_LOOPBACK_ONLY})
+        # A page in a browser on this host reaches loopback too, and a POST without a
+        # content-type needs no CORS preflight; browsers send Origin with every POST and
+        # DELETE (cross-origin or after DNS rebinding alike), command-line clients do not.
+        if request.header_values("origin"):
+            return json_response(403, {"message": ADMIN_NO_BROWSERS})
+        return None
 
     def log_mode(self) -> None:
         """Say at startup which rules apply."""
