@@ -6,6 +6,7 @@ from shapesync.config import Settings
 from shapesync.http.admin import AdminApi
 from shapesync.http.api import ShapeApi
 from shapesync.http.asgi import App
+from shapesync.http.auth import Auth
 from shapesync.tenants.service import TenantService
 
 
@@ -23,9 +24,11 @@ class Service:
             long_poll_timeout=settings.long_poll_timeout,
             allow_shape_deletion=settings.allow_shape_deletion,
         )
-        self.app = App(self.api, AdminApi(self.databases))
+        self.auth = Auth(settings.secret)
+        self.app = App(self.api, AdminApi(self.databases), self.auth)
 
     async def start(self) -> None:
+        self.auth.log_mode()
         await self.databases.start()
 
     async def stop(self) -> None:

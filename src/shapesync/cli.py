@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the HTTP sync service")
     serve.add_argument("--database-url", help="Postgres URL (env DATABASE_URL); omit for an embedded Postgres")
     serve.add_argument("--database-id", help="id of the default database (env DATABASE_ID)")
+    serve.add_argument("--secret", help="API secret required on shape and admin requests "
+                                        "(env ELECTRIC_SECRET, preferred: flags show in ps)")
     serve.add_argument("--port", type=int, help="HTTP port (env PORT, default 3000)")
     serve.add_argument("--host", help="listen address (default 0.0.0.0)")
     serve.add_argument("--storage-dir", type=Path, help="data directory (env STORAGE_DIR, default ./persistent)")
@@ -65,6 +67,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     settings = Settings.from_env()
     for attr, value in (
         ("database_url", args.database_url), ("database_id", args.database_id),
+        ("secret", args.secret or None),
         ("port", args.port), ("host", args.host), ("storage_dir", args.storage_dir),
         ("chunk_bytes_threshold", args.chunk_bytes),
         ("allow_shape_deletion", args.allow_shape_deletion), ("log_level", args.log_level),

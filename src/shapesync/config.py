@@ -52,6 +52,10 @@ class Settings:
     max_shapes: int = 0
     max_concurrent_snapshots: int = 8
     ddl_lock_timeout_ms: int = 1000
+    # -- authentication (http/auth.py) --
+    # ELECTRIC_SECRET: required as ?secret= on shape and admin requests; without it the
+    # shape API is open and the admin API answers loopback peers only. Never in a repr.
+    secret: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -87,6 +91,7 @@ class Settings:
         if "SHAPESYNC_DDL_LOCK_TIMEOUT" in env:
             s.ddl_lock_timeout_ms = _int(
                 "SHAPESYNC_DDL_LOCK_TIMEOUT", env["SHAPESYNC_DDL_LOCK_TIMEOUT"], 1)
+        s.secret = env.get("ELECTRIC_SECRET") or None  # empty counts as unset
         s.validate()
         return s
 

@@ -4,7 +4,8 @@
 //
 // <options-json>, if given, is an object whose `where` (string) and `columns` (array of names,
 // quoted where needed, e.g. ["id", "\"MixedCase\""]) are passed on to ShapeStream, and whose
-// `databaseId` is sent as the `database_id` parameter.
+// `databaseId` is sent as the `database_id` parameter and `secret` as the `secret` parameter
+// (both in the URL, as an app would put them).
 //
 // stdout: one JSON line per Shape update: {"<row key>": <row value>, ...}, values as the client
 //         parsed them (int8 -> BigInt, printed as a string).
@@ -20,7 +21,10 @@ if (!base || !table) {
   process.stderr.write(`usage: node shape_client.mjs <base-url> <table> [<options-json>]\n`)
   process.exit(2)
 }
-const { where, columns, databaseId } = optionsJson ? JSON.parse(optionsJson) : {}
+const { where, columns, databaseId, secret } = optionsJson ? JSON.parse(optionsJson) : {}
+const urlParams = new URLSearchParams()
+if (databaseId) urlParams.set(`database_id`, databaseId)
+if (secret) urlParams.set(`secret`, secret)
 
 const toJson = (value) =>
   JSON.stringify(value, (_key, v) => (typeof v === `bigint` ? v.toString() : v))
@@ -63,9 +67,7 @@ const loggingFetch = async (...args) => {
 
 const stream = new ShapeStream({
   // the client keeps query parameters of its URL: that is how it names a database
-  url:
-    `${base}/v1/shape/${table}` +
-    (databaseId ? `?database_id=${encodeURIComponent(databaseId)}` : ``),
+  url: `${base}/v1/shape/${table}` + (urlParams.toString() ? `?${urlParams}` : ``),
   where,
   columns,
   fetchClient: loggingFetch,

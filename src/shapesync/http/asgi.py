@@ -4,6 +4,10 @@ Hand-written rather than Starlette: the reference's router answers 404 (not 405)
 unknown methods, adds CORS headers to every response including 404s, and treats HEAD as
 GET; with three routes a small dispatcher is clearer than overriding a framework's
 defaults, and it keeps per-request overhead low for many long-polls.
+
+Access (http/auth.py) is checked before a request is routed: the API secret on shape
+requests, the secret or a loopback peer on ``/v1/admin/*``, whose responses never carry
+CORS headers (so browsers on other origins cannot call it).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from urllib.parse import parse_qsl, unquote
 from shapesync import __version__
 from shapesync.http.admin import AdminApi
 from shapesync.http.api import ShapeApi
+from shapesync.http.auth import Auth
 from shapesync.http.messages import Request, Response, json_response
 
 log = logging.getLogger(__name__)
@@ -24,6 +29,7 @@ log = logging.getLogger(__name__)
 SHAPE_METHODS = "GET, HEAD, DELETE, OPTIONS"
 ADMIN_METHODS = "GET, POST, DELETE, OPTIONS"
 OTHER_METHODS = "GET, HEAD"
+NO_CORS = ""  # as ``allowed``: send no access-control-* headers at all (the admin API)
 # Room for a maximal where clause (16,384 characters, up to 3 bytes each once encoded);
 # URLs over 64 KiB never reach the app: http/protocol.py answers those with 414.
 MAX_QUERY_BYTES = 60 * 1024
@@ -65,9 +71,11 @@ def _parse_request(scope: dict) -> Request | Response:
 
 
 class App:
-    def __init__(self, api: ShapeApi, admin: AdminApi | None = None) -> None:
+    def __init__(self, api: ShapeApi, admin: AdminApi | None = None,
+                 auth: Auth | None = None) -> None:
         self.api = api
         self.admin = admin
+        self.auth = auth or Auth()
 
     async def __call__(self, scope: dict, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -77,8 +85,14 @@ class App:
             return
         request = _parse_request(scope)
         method = scope["method"]
+        admin = _is_admin_path(scope)  # never any CORS headers: browsers may not call it
         if isinstance(request, Response):
-            await self._send(send, request, method, OTHER_METHODS, {})
+            await self._send(send, request, method, NO_CORS if admin else OTHER_METHODS, {})
+            return
+        denied = self._authorize(request, scope, admin)
+        if denied is not None:
+            await self._send(send, denied, method, NO_CORS if admin else SHAPE_METHODS,
+                             request.headers)
             return
         try:
             if "live" in request.query and method in ("GET", "HEAD"):
@@ -100,7 +114,16 @@ class App:
             # repr: a client's path may hold control characters that would forge log lines
             log.exception("unhandled error serving %s %r", method, scope.get("path"))
             response, allowed = json_response(500, {"error": "internal server error"}), OTHER_METHODS
-        await self._send(send, response, method, allowed, request.headers)
+        await self._send(send, response, method, NO_CORS if admin else allowed, request.headers)
+
+    def _authorize(self, request: Request, scope: dict, admin: bool) -> Response | None:
+        """The 401/403 for a request that may not proceed (http/auth.py), else None."""
+        if admin:
+            return self.auth.check_admin(request, scope.get("client"))
+        seg = request.path_segments
+        if len(seg) == 3 and seg[:2] == ["v1", "shape"]:
+            return self.auth.check_shape(request)
+        return None
 
     async def _route(self, request: Request, body: bytes = b"") -> tuple[Response, str]:
         method = "GET" if request.method == "HEAD" else request.method
@@ -124,8 +147,8 @@ class App:
                 return await self.admin.add_database(request, body), ADMIN_METHODS
             if method == "DELETE":
                 return await self.admin.remove_database(request, database_id), ADMIN_METHODS
-            if method == "OPTIONS":
-                return _preflight(request), ADMIN_METHODS
+            if method == "OPTIONS":  # no CORS preflight answer: a plain 204
+                return Response(204, {"allow": ADMIN_METHODS}), ADMIN_METHODS
             return _not_found(), ADMIN_METHODS
         elif seg[:2] == ["v1", "admin"]:
             return _not_found(), ADMIN_METHODS
@@ -134,10 +157,13 @@ class App:
     async def _send(self, send, response: Response, method: str, allowed: str,
                     request_headers: dict[str, list[str]]) -> None:
         headers = dict(response.headers)
-        origins = request_headers.get("origin", [])
-        headers.setdefault("access-control-allow-origin", origins[0] if origins else "*")
-        headers.setdefault("access-control-expose-headers", "*")
-        headers.setdefault("access-control-allow-methods", allowed)
+        if allowed == NO_CORS:
+            headers = {k: v for k, v in headers.items() if not k.startswith("access-control-")}
+        else:
+            origins = request_headers.get("origin", [])
+            headers.setdefault("access-control-allow-origin", origins[0] if origins else "*")
+            headers.setdefault("access-control-expose-headers", "*")
+            headers.setdefault("access-control-allow-methods", allowed)
         if response.status != 204 or method != "OPTIONS":
             headers.setdefault("cache-control", "max-age=0, private, must-revalidate")
         headers["server"] = f"shapesync/{__version__}"
@@ -220,6 +246,12 @@ async def _read_body(receive) -> bytes | None:
 async def _wait_disconnect(receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
+
+
+def _is_admin_path(scope: dict) -> bool:
+    """``/v1/admin`` or below, on the decoded path (so percent-encoded spellings count)."""
+    path: str = scope.get("path", "")
+    return path == "/v1/admin" or path.startswith("/v1/admin/")
 
 
 def _not_found() -> Response:

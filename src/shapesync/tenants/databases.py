@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import math
 import os
 import re
 import socket
@@ -21,9 +23,11 @@ import orjson
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from shapesync.pg.session import session_conninfo
+from shapesync.pg.session import redact, session_conninfo
 
-CHECK_TIMEOUT_S = 5
+log = logging.getLogger(__name__)
+
+CHECK_TIMEOUT_S = 10  # the whole Add Database check: connecting and the queries
 _SSLMODES = ("disable", "allow", "prefer", "require")
 MAX_NAME = 63  # Postgres identifiers (slot and publication names)
 
@@ -104,14 +108,51 @@ def replication_names(stream_id: str, database_id: str, default: bool) -> tuple[
     return slot[: MAX_NAME - len(suffix)] + suffix, publication[: MAX_NAME - len(suffix)] + suffix
 
 
-async def check_database(conninfo: str) -> str | None:
-    """Connect once and check what replication needs; the problem as a sentence, or None."""
+COULD_NOT_CONNECT = "could not connect (the shapesync log has the reason)"
+NO_IPV6 = "has no IPv6 address"
+COULD_NOT_INSPECT = "could not inspect the database (the shapesync log has the reason)"
+NO_ROLE = "could not inspect the database: the connecting role was not found"
+NO_LOGICAL = ("has {}; logical replication needs wal_level = logical "
+              "(ALTER SYSTEM SET wal_level = logical, then restart Postgres)")
+NO_REPLICATION = "names a role without the REPLICATION attribute (ALTER ROLE ... WITH REPLICATION)"
+NO_CREATE = "names a role that may not CREATE in the database (needed for the publication)"
+_WAL_LEVELS = ("minimal", "replica")  # the values NO_LOGICAL may name
+# Checks given up on, still cleaning up (psycopg cancels a running query, for 10 s at most).
+_abandoned: set[asyncio.Task] = set()
+
+
+async def check_database(conninfo: str, timeout: float = CHECK_TIMEOUT_S) -> str | None:
+    """Connect once and check what replication needs; the problem as a fixed sentence, or
+    None. Connecting and the queries together take at most ``timeout`` seconds.
+
+    The sentences never carry what the server or libpq said (host, port, the error text):
+    an admin caller would learn from them whether some address is open or what answers
+    there. The reason goes to the log instead."""
+    task = asyncio.ensure_future(_check_database(conninfo, timeout))
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    # Not awaited: cancelling a query makes psycopg ask the server to cancel it first,
+    # which a stalled server never answers (psycopg gives up after 10 s).
+    task.cancel()
+    _abandoned.add(task)
+    task.add_done_callback(_abandoned.discard)
+    log.warning("database check for %s: no answer within %.0f s", redact(conninfo), timeout)
+    return COULD_NOT_CONNECT
+
+
+async def _check_database(conninfo: str, timeout: float) -> str | None:
     try:
         conn = await psycopg.AsyncConnection.connect(
-            session_conninfo(conninfo), autocommit=True, connect_timeout=CHECK_TIMEOUT_S)
-    except psycopg.Error as exc:
-        # libpq messages name host and port, never the password
-        return f"could not connect: {str(exc).strip() or type(exc).__name__}"
+            session_conninfo(conninfo), autocommit=True, connect_timeout=max(1, math.ceil(timeout)))
+    except (psycopg.Error, OSError) as exc:
+        log.warning("database check for %s: could not connect: %s", redact(conninfo),
+                    str(exc).strip() or type(exc).__name__)
+        return COULD_NOT_CONNECT
     try:
         async with conn:
             cur = await conn.execute(
@@ -119,18 +160,20 @@ async def check_database(conninfo: str) -> str | None:
                 "has_database_privilege(current_database(), 'CREATE') "
                 "FROM pg_roles r WHERE r.rolname = current_user")
             row = await cur.fetchone()
-        if row is None:
-            return "could not inspect the database: the connecting role was not found"
-        wal_level, superuser, replication, can_create = row
-    except psycopg.Error as exc:
-        return f"could not inspect the database: {str(exc).strip()}"
+    except (psycopg.Error, OSError) as exc:
+        log.warning("database check for %s: could not inspect it: %s", redact(conninfo),
+                    str(exc).strip() or type(exc).__name__)
+        return COULD_NOT_INSPECT
+    if row is None:
+        return NO_ROLE
+    wal_level, superuser, replication, can_create = row
     if wal_level != "logical":
-        return (f"has wal_level = {wal_level}; logical replication needs wal_level = logical "
-                "(ALTER SYSTEM SET wal_level = logical, then restart Postgres)")
+        known = wal_level in _WAL_LEVELS
+        return NO_LOGICAL.format(f"wal_level = {wal_level}" if known else "another wal_level")
     if not (superuser or replication):
-        return "names a role without the REPLICATION attribute (ALTER ROLE ... WITH REPLICATION)"
+        return NO_REPLICATION
     if not (superuser or can_create):
-        return "names a role that may not CREATE in the database (needed for the publication)"
+        return NO_CREATE
     return None
 
 

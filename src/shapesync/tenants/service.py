@@ -11,6 +11,8 @@ from shapesync.config import Settings
 from shapesync.pg.session import redact
 from shapesync.shapes.snapshot import SnapshotSlots
 from shapesync.tenants.databases import (
+    CHECK_TIMEOUT_S,
+    NO_IPV6,
     DatabaseRejected,
     DatabaseStore,
     StoredDatabase,
@@ -93,21 +95,44 @@ class TenantService:
                 log.warning("database %s: no IPv6 address now (%s); connecting without the "
                             "IPv6 preference", stored.id, exc)
                 return parsed.conninfo
-            raise DatabaseRejected({"database_url": [f"has no IPv6 address: {exc}"]}) from None
+            # Not the resolver's text: what it says about a name is not for the caller.
+            log.warning("database %s: no IPv6 address: %s", stored.id, exc)
+            raise DatabaseRejected({"database_url": [NO_IPV6]}) from None
+
+    def _ensure_free(self, database_id: str, identity: str) -> None:
+        """Raise DatabaseRejected when the id or the database is already served."""
+        if database_id in self.tenants:
+            raise DatabaseRejected(f"Database {database_id} already exists.")
+        if any(identity_of(t.dsn) == identity for t in self.tenants.values()):
+            raise DatabaseRejected(
+                f"The database {identity} is already in use by another tenant.")
 
     async def add_database(self, stored: StoredDatabase) -> None:
-        """Validate, check the server, persist, start. Raises DatabaseRejected."""
+        """Validate, check the server, persist, start. Raises DatabaseRejected.
+
+        The checks that talk to the network (IPv6 lookup, connecting, the queries) run
+        outside the admin lock and within CHECK_TIMEOUT_S together, so a server that
+        stalls holds up no other admin request; id and database are checked again under
+        the lock, before the database is persisted and started."""
+        if stored.id in self.tenants:
+            raise DatabaseRejected(f"Database {stored.id} already exists.")
+        parsed = parse_database_url(stored.url)
+        if isinstance(parsed, str):
+            raise DatabaseRejected({"database_url": [parsed]})
+        identity = identity_of(parsed.conninfo)
+        self._ensure_free(stored.id, identity)
+        deadline = asyncio.get_running_loop().time() + CHECK_TIMEOUT_S
+        try:
+            async with asyncio.timeout_at(deadline):
+                dsn = await self._connection_string(stored)
+        except TimeoutError:
+            raise DatabaseRejected({"database_url": [NO_IPV6]}) from None
+        remaining = max(0.1, deadline - asyncio.get_running_loop().time())
+        problem = await check_database(dsn, timeout=remaining)
+        if problem is not None:
+            raise DatabaseRejected({"database_url": [problem]})
         async with self._admin_lock:
-            if stored.id in self.tenants:
-                raise DatabaseRejected(f"Database {stored.id} already exists.")
-            dsn = await self._connection_string(stored)
-            identity = identity_of(dsn)
-            if any(identity_of(t.dsn) == identity for t in self.tenants.values()):
-                raise DatabaseRejected(
-                    f"The database {identity} is already in use by another tenant.")
-            problem = await check_database(dsn)
-            if problem is not None:
-                raise DatabaseRejected({"database_url": [problem]})
+            self._ensure_free(stored.id, identity)  # added by another request meanwhile?
             tenant = Tenant(stored.id, dsn, self.settings, default=False,
                             snapshot_slots=self.snapshot_slots)
             self.store.save([*self.store.load(), stored])
