@@ -261,7 +261,8 @@ def test_without_a_secret_shape_requests_are_open():
 
 # -- Add Database: network checks outside the admin lock ------------------------------------
 class FakeTenant:
-    def __init__(self, database_id: str, dsn: str, settings, default: bool = True) -> None:
+    def __init__(self, database_id: str, dsn: str, settings, default: bool = True,
+                 snapshot_slots=None) -> None:
         self.id, self.dsn = database_id, dsn
 
     async def start(self) -> None:
