@@ -349,20 +349,20 @@ def _arrayop(node: Op):
     if _hashable(node.data["argtype"][:-2]):
         contains, overlaps = _contains_hashed, _overlaps_hashed
     else:  # nested loops: charged by the product of the sizes first
-        b = _budget()
+        budget = _budget()
         what = op
 
         def contains(big: PgArray, small: PgArray) -> bool:
-            b.left -= len(big.items) * len(small.items)
-            if b.left < 0:
+            budget.left -= len(big.items) * len(small.items)
+            if budget.left < 0:
                 raise exhausted(what)
             return contains_loop(big, small)
 
-        def overlaps(x: PgArray, y: PgArray) -> bool:
-            b.left -= len(x.items) * len(y.items)
-            if b.left < 0:
+        def overlaps(a: PgArray, b: PgArray) -> bool:
+            budget.left -= len(a.items) * len(b.items)
+            if budget.left < 0:
                 raise exhausted(what)
-            return overlaps_loop(x, y)
+            return overlaps_loop(a, b)
 
     fn: Callable[[PgArray, PgArray], bool]
     if op == "@>":
