@@ -10,6 +10,7 @@ type-checks it with Postgres' resolution rules, and returns a :class:`CompiledWh
 Modules, in dependency order (each imports only modules listed before it):
 
 - ``errors``: :class:`WhereError` (clause rejected) and :class:`EvalError` (evaluation);
+- ``limits``: what one clause may cost: parse-tree size, built values' size, work budgets;
 - ``values``: Postgres text <-> Python values per type (input / output functions, arrays);
 - ``numeric_power``: ``numeric ^ numeric`` computed as Postgres does;
 - ``ops``: Postgres semantics on values: comparison, arithmetic, casts, date/time, LIKE;

@@ -652,6 +652,8 @@ def _charged(fn, t: str, what: str):
 
     def built(*args):
         r = fn(*args)
+        if r is None:  # array_cat of two NULLs
+            return r
         n = len(r.items) if items else len(r)
         if n > MAX_RESULT_SIZE:
             raise too_big(what)

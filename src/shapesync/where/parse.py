@@ -21,6 +21,7 @@ from .arrays import build_concat, check_subscriptable, slice_node, subscript_ind
 from .coerce import coerce, literal_as, make_cast, typmod_fn, unify
 from .errors import EvalError, WhereError
 from .functions import build_function, build_power, float_sqrt
+from .limits import MAX_DEPTH, MAX_NODES
 from .nodes import (
     CMP_OPS,
     UNKNOWN,
@@ -33,16 +34,19 @@ from .nodes import (
     is_unknown,
     num_common,
 )
+from .ops import NUMERIC_MAX_WEIGHT_DIGITS
 from .values import (
     FLOAT_TYPES,
     INT_RANGE,
     INT_TYPES,
     NUMBER_TYPES,
+    NUMERIC_MAX_SCALE,
     SCALAR_TYPES,
     STRING_TYPES,
     PgArray,
     display,
     elem_of,
+    finite_exponent,
     is_array,
     norm_numeric,
 )
@@ -77,6 +81,37 @@ def _loc(node: dict) -> int | None:
     return max(0, loc - len(PREFIX))
 
 
+def _numeric_literal(d: Decimal, loc: int | None) -> Decimal:
+    """A numeric literal within numeric's format (numeric_in's limits)."""
+    if d.adjusted() >= NUMERIC_MAX_WEIGHT_DIGITS or -finite_exponent(d) > NUMERIC_MAX_SCALE:
+        raise WhereError("value overflows numeric format", loc)
+    return norm_numeric(d)
+
+
+def check_tree(root: object) -> None:
+    """Limit the parse tree's nesting depth and number of expression nodes (a node is a
+    ``{"NodeType": {...}}`` object of pglast's JSON), before anything recurses over it."""
+    nodes = 0
+    stack: list[tuple[object, int]] = [(root, 0)]
+    while stack:
+        obj, depth = stack.pop()
+        if isinstance(obj, dict):
+            if len(obj) == 1:
+                ((key, value),) = obj.items()
+                if key[:1].isupper() and isinstance(value, dict):
+                    depth += 1
+                    nodes += 1
+                    if depth > MAX_DEPTH:
+                        raise WhereError("where clause is nested too deeply (more than "
+                                         f"{MAX_DEPTH} levels)", _loc(value))
+                    if nodes > MAX_NODES:
+                        raise WhereError("where clause is too complex (more than "
+                                         f"{MAX_NODES} expressions)", None)
+            stack.extend((v, depth) for v in obj.values() if isinstance(v, (dict, list)))
+        elif isinstance(obj, list):
+            stack.extend((v, depth) for v in obj if isinstance(v, (dict, list)))
+
+
 def _sval(node: dict) -> str:
     return node["String"]["sval"]
 
@@ -99,6 +134,9 @@ class Compiler:
             raise WhereError("invalid character NUL in where clause", None)
         try:
             tree = json.loads(parse_sql_json(PREFIX + text))
+        except RecursionError:
+            raise WhereError(f"where clause is nested too deeply (more than {MAX_DEPTH} "
+                             "levels)", None) from None
         except ParseError as exc:
             msg, pos = exc.args[0], (exc.args[1] if len(exc.args) > 1 else None)
             if pos is not None:
@@ -133,6 +171,7 @@ class Compiler:
         where = select.get("whereClause")
         if where is None:
             raise WhereError("empty where clause", 0)
+        check_tree(where)
         node = self.expr(where)
         node = coerce(node, "bool", "WHERE clause must return bool", node.loc or 0)
         return node
@@ -183,10 +222,11 @@ class Compiler:
             s = body["fval"]["fval"]
             clean = s.replace("_", "")
             if all(c.isdigit() for c in clean.lstrip("-")):
-                v = int(clean)
-                if INT_RANGE["int8"][0] <= v <= INT_RANGE["int8"][1]:
-                    return Const("int8", loc, v)
-                return Const("numeric", loc, Decimal(v))
+                if len(clean) <= 20:  # beyond: no int8 (and no str -> int digit limit)
+                    v = int(clean)
+                    if INT_RANGE["int8"][0] <= v <= INT_RANGE["int8"][1]:
+                        return Const("int8", loc, v)
+                return Const("numeric", loc, _numeric_literal(Decimal(clean), loc))
             if clean.lower().startswith(("0x", "-0x", "0o", "-0o", "0b", "-0b")):
                 neg = clean.startswith("-")
                 body_s = clean.lstrip("-")
@@ -194,8 +234,8 @@ class Compiler:
                 v = -v if neg else v
                 if INT_RANGE["int8"][0] <= v <= INT_RANGE["int8"][1]:
                     return Const("int8", loc, v)
-                return Const("numeric", loc, Decimal(v))
-            return Const("numeric", loc, norm_numeric(Decimal(clean)))
+                return Const("numeric", loc, _numeric_literal(Decimal(v), loc))
+            return Const("numeric", loc, _numeric_literal(Decimal(clean), loc))
         if "sval" in body:
             s = body["sval"].get("sval", "")
             return Const(UNKNOWN, loc, s, lit=s)
