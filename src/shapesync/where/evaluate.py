@@ -402,11 +402,18 @@ def _arith(node: Op):
         b = _budget()
         what = node.data["op"]
         op = fn
+        quadratic = what in ("*", "/", "%")
 
         def fn(x, y):
+            if quadratic and (x.__sizeof__() > _SMALL_DECIMAL or y.__sizeof__() > _SMALL_DECIMAL):
+                # long multiplication / division: the product of the operands' sizes (in
+                # 8-byte words; a bound, not the cost, of libmpdec's algorithms)
+                b.left -= (x.__sizeof__() >> 3) * (y.__sizeof__() >> 3) * 2
+                if b.left < 0:
+                    raise exhausted(what)
             r = op(x, y)
             if r.__sizeof__() > _SMALL_DECIMAL:
-                b.left -= r.__sizeof__() * 4
+                b.left -= r.__sizeof__() * _NUMERIC_UNITS
                 if b.left < 0:
                     raise exhausted(what)
             return r
@@ -532,25 +539,24 @@ def _like(node: Op):
     escape_node = node.args[2] if len(node.args) > 2 else None
     what = "ILIKE" if ci else "LIKE"
 
-    def matcher(pattern: str, escape: str | None):
+    def matcher(pattern: str, escape: str | None, charge):
         if escape is None:
             escape = "\\"
         elif escape == "":
             escape = None
         if ci:
             # the lower-cased subject is built: one more unit per character
-            m, factor, cost = compile_like(ascii_lower(pattern),
-                                           ascii_lower(escape) if escape else escape)
-            return m, factor + 1, cost
-        return compile_like(pattern, escape)
+            m, factor = compile_like(ascii_lower(pattern),
+                                     ascii_lower(escape) if escape else escape, charge)
+            return m, factor + 1
+        return compile_like(pattern, escape, charge)
 
     fx = fs[0]
     if isinstance(pattern_node, Const) and (escape_node is None or isinstance(escape_node, Const)):
         if pattern_node.value is None or (escape_node is not None and escape_node.value is None):
             return lambda row: None
-        m, factor, cost = matcher(pattern_node.value,
-                                  None if escape_node is None else escape_node.value)
-        charge_request(cost, what)
+        m, factor = matcher(pattern_node.value, None if escape_node is None else escape_node.value,
+                            lambda units: charge_request(units, what))
         if factor == 1:  # linear work on the value (plain LIKE without "_" in the middle)
             if negated:
                 return lambda row: None if (s := fx(row)) is None else not m(s)
@@ -570,19 +576,17 @@ def _like(node: Op):
         return like_const
     b = _budget()
 
+    def spend(units: int) -> None:
+        b.spend(units, what)
+
     def like_dyn(row):
         s = fx(row)
         p = fs[1](row)
         e = fs[2](row) if escape_node is not None else None
         if s is None or p is None or (escape_node is not None and e is None):
             return None
-        b.left -= len(p)  # before building anything from it
-        if b.left < 0:
-            raise exhausted(what)
-        m, factor, cost = matcher(p, e)
-        b.left -= cost + len(s) * factor
-        if b.left < 0:
-            raise exhausted(what)
+        m, factor = matcher(p, e, spend)
+        b.spend(len(s) * factor, what)
         r = m(ascii_lower(s) if ci else s)
         return not r if negated else r
 
@@ -642,7 +646,7 @@ def _charged(fn, t: str, what: str):
         def numeric(a, *rest):
             r = fn(a, *rest)
             if r.__sizeof__() > _SMALL_DECIMAL:
-                b.left -= r.__sizeof__() * 4
+                b.left -= r.__sizeof__() * _NUMERIC_UNITS
                 if b.left < 0:
                     raise exhausted(what)
             return r
@@ -665,7 +669,8 @@ def _charged(fn, t: str, what: str):
     return built
 
 
-_SMALL_DECIMAL = Decimal(1).__sizeof__()
+_SMALL_DECIMAL = Decimal(1).__sizeof__()  # a coefficient of at most 76 digits
+_NUMERIC_UNITS = 16  # units per byte of a big numeric result (about 1 ns each)
 
 
 def _coalesce(node: Op):

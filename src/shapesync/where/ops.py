@@ -291,11 +291,8 @@ def _numeric_div_scale(a: Decimal, b: Decimal) -> int:
     def weight_first(d: Decimal) -> tuple[int, int]:
         if d == 0:
             return 0, 0
-        digits = d.as_tuple().digits
-        exp = finite_exponent(d)
-        s = "".join(map(str, digits)).lstrip("0")
         # position of the most significant decimal digit: 10^e10
-        e10 = len(s) - 1 + exp
+        e10 = d.adjusted()
         weight = e10 // 4
         # the base-10000 digit at that weight
         shifted = abs(d).scaleb(-4 * weight, NUMERIC_CTX)
@@ -874,8 +871,9 @@ def varchar_typmod(n: int, pad: bool):
 LikeMatch = Callable[[str], bool]
 
 
-def compile_like(pattern: str, escape: str | None) -> tuple[LikeMatch, int, int]:
-    """A LIKE pattern -> ``(match, factor, build_cost)``; Postgres semantics (whole-string
+def compile_like(pattern: str, escape: str | None,
+                 charge: Callable[[int], None] | None = None) -> tuple[LikeMatch, int]:
+    """A LIKE pattern -> ``(match, factor)``; Postgres semantics (whole-string
     match, ``_`` one character, ``%`` any run, ``escape`` quoting the next character).
     ILIKE lower-cases pattern and subject before (``ascii_lower``).
 
@@ -885,15 +883,18 @@ def compile_like(pattern: str, escape: str | None) -> tuple[LikeMatch, int, int]
     fixed-length segment never removes a placement of the later ones). A segment without
     ``_`` is found with ``str.find`` (linear); one with ``_`` with a regular expression
     without repetition (at most its length per position). ``factor`` bounds the work per
-    subject character (the work limit charges ``len(subject) * factor``), ``build_cost``
-    the work of building the matcher."""
+    subject character (the work limit charges ``len(subject) * factor``); ``charge`` is
+    called with the work of building the matcher before each costly step."""
     if escape is not None and len(escape) > 1:
         raise EvalError("invalid escape string")
+    if charge is not None:  # splitting (character by character with escapes) into runs
+        charge(len(pattern) * (REGEX_UNIT_COST // 16 if escape and escape in pattern else 1)
+               + pattern.count("_") * (REGEX_UNIT_COST // 32))
     segments = _like_segments(pattern, escape)
+    if charge is not None:
+        charge(REGEX_UNIT_COST * sum(_seg_len(seg) for seg in segments if len(seg) > 1))
     factor = 1 + sum(_seg_len(seg) for seg in segments[1:-1] if len(seg) > 1)
-    build_cost = len(pattern) + REGEX_UNIT_COST * sum(_seg_len(seg) for seg in segments
-                                                      if len(seg) > 1)
-    return _like_match(segments), factor, build_cost
+    return _like_match(segments), factor
 
 
 def like_matcher(pattern: str, escape: str | None) -> LikeMatch:

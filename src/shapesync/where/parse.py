@@ -12,6 +12,7 @@ subscripts and ``||`` on arrays to arrays.py.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 from pglast.parser import ParseError, parse_sql_json
@@ -88,28 +89,18 @@ def _numeric_literal(d: Decimal, loc: int | None) -> Decimal:
     return norm_numeric(d)
 
 
-def check_tree(root: object) -> None:
-    """Limit the parse tree's nesting depth and number of expression nodes (a node is a
-    ``{"NodeType": {...}}`` object of pglast's JSON), before anything recurses over it."""
+# a node of pglast's JSON tree: {"NodeType":{...}} (a '{"' never occurs inside a JSON string)
+_NODE_RE = re.compile(r'\{"[A-Z]\w*":\{')
+
+
+def check_size(tree_json: str) -> None:
+    """Limit the number of nodes of the parse tree, before it is even decoded."""
     nodes = 0
-    stack: list[tuple[object, int]] = [(root, 0)]
-    while stack:
-        obj, depth = stack.pop()
-        if isinstance(obj, dict):
-            if len(obj) == 1:
-                ((key, value),) = obj.items()
-                if key[:1].isupper() and isinstance(value, dict):
-                    depth += 1
-                    nodes += 1
-                    if depth > MAX_DEPTH:
-                        raise WhereError("where clause is nested too deeply (more than "
-                                         f"{MAX_DEPTH} levels)", _loc(value))
-                    if nodes > MAX_NODES:
-                        raise WhereError("where clause is too complex (more than "
-                                         f"{MAX_NODES} expressions)", None)
-            stack.extend((v, depth) for v in obj.values() if isinstance(v, (dict, list)))
-        elif isinstance(obj, list):
-            stack.extend((v, depth) for v in obj if isinstance(v, (dict, list)))
+    for _ in _NODE_RE.finditer(tree_json):
+        nodes += 1
+        if nodes > MAX_NODES + 3:  # the SELECT around the clause: 3 nodes
+            raise WhereError(f"where clause is too complex (more than {MAX_NODES} "
+                             "expressions)", None)
 
 
 def _sval(node: dict) -> str:
@@ -125,6 +116,7 @@ class Compiler:
         self.table = table
         self.columns = {c.name: c for c in table.columns}
         self.used: set[str] = set()
+        self.depth = 0  # expressions being compiled, the one at hand included
 
     # ------------------------------------------------------------------ entry
 
@@ -133,7 +125,9 @@ class Compiler:
         if "\x00" in text:
             raise WhereError("invalid character NUL in where clause", None)
         try:
-            tree = json.loads(parse_sql_json(PREFIX + text))
+            tree_json = parse_sql_json(PREFIX + text)
+            check_size(tree_json)
+            tree = json.loads(tree_json)
         except RecursionError:
             raise WhereError(f"where clause is nested too deeply (more than {MAX_DEPTH} "
                              "levels)", None) from None
@@ -171,7 +165,6 @@ class Compiler:
         where = select.get("whereClause")
         if where is None:
             raise WhereError("empty where clause", 0)
-        check_tree(where)
         node = self.expr(where)
         node = coerce(node, "bool", "WHERE clause must return bool", node.loc or 0)
         return node
@@ -183,7 +176,14 @@ class Compiler:
         handler = getattr(self, "_" + kind, None)
         if handler is None:
             raise WhereError(f"{kind} is not supported in this context", _loc(body))
-        return handler(body)
+        if self.depth >= MAX_DEPTH:
+            raise WhereError(f"where clause is nested too deeply (more than {MAX_DEPTH} "
+                             "levels)", _loc(body))
+        self.depth += 1
+        try:
+            return handler(body)
+        finally:
+            self.depth -= 1
 
     def operand(self, node: dict) -> Node:
         """An expression used as an operator/function argument (not just IS NULL)."""
