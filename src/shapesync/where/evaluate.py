@@ -399,26 +399,34 @@ def _arith(node: Op):
     f1, f2 = (_compile(a) for a in node.args)
     fn = arith(node.data["argtype"])[node.data["op"]]
     if node.data["argtype"] == "numeric":
-        b = _budget()
-        what = node.data["op"]
-        op = fn
-        quadratic = what in ("*", "/", "%")
-
-        def fn(x, y):
-            if quadratic and (x.__sizeof__() > _SMALL_DECIMAL or y.__sizeof__() > _SMALL_DECIMAL):
-                # long multiplication / division: the product of the operands' sizes (in
-                # 8-byte words; a bound, not the cost, of libmpdec's algorithms)
-                b.left -= (x.__sizeof__() >> 3) * (y.__sizeof__() >> 3) * 2
-                if b.left < 0:
-                    raise exhausted(what)
-            r = op(x, y)
-            if r.__sizeof__() > _SMALL_DECIMAL:
-                b.left -= r.__sizeof__() * _NUMERIC_UNITS
-                if b.left < 0:
-                    raise exhausted(what)
-            return r
-
+        return _numeric_arith(fn, f1, f2, node.data["op"])
     return _strict2(fn, f1, f2)
+
+
+def _numeric_arith(op, f1, f2, what: str):
+    """Numeric arithmetic charging big operands and results: long multiplication and
+    division by the product of the operands' sizes (in 8-byte words: a bound, not the
+    cost, of libmpdec's algorithms), every big result by its size."""
+    b = _budget()
+    quadratic = what in ("*", "/", "%")
+
+    def numeric(row):
+        x = f1(row)
+        y = f2(row)
+        if x is None or y is None:
+            return None
+        if quadratic and (x.__sizeof__() > _SMALL_DECIMAL or y.__sizeof__() > _SMALL_DECIMAL):
+            b.left -= (x.__sizeof__() >> 3) * (y.__sizeof__() >> 3) * 2
+            if b.left < 0:
+                raise exhausted(what)
+        r = op(x, y)
+        if r.__sizeof__() > _SMALL_DECIMAL:
+            b.left -= r.__sizeof__() * _NUMERIC_UNITS
+            if b.left < 0:
+                raise exhausted(what)
+        return r
+
+    return numeric
 
 
 def _neg(node: Op):
@@ -627,15 +635,21 @@ def _func_text1(f, impl, what: str):
         if v is None:
             return None
         r = impl(v)
-        n = len(r)
-        if n > MAX_RESULT_SIZE:
-            raise too_big(what)
-        b.left -= n
-        if b.left < 0:
-            raise exhausted(what)
+        if len(r) > _FREE_SIZE:
+            n = len(r)
+            if n > MAX_RESULT_SIZE:
+                raise too_big(what)
+            b.left -= n
+            if b.left < 0:
+                raise exhausted(what)
         return r
 
     return call_text
+
+
+# Strings up to this size built by a one-argument function are not charged: each node runs
+# once per evaluation, so they add up to at most MAX_NODES * _FREE_SIZE characters.
+_FREE_SIZE = 4096
 
 
 def _charged(fn, t: str, what: str):
