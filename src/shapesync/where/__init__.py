@@ -10,6 +10,7 @@ type-checks it with Postgres' resolution rules, and returns a :class:`CompiledWh
 Modules, in dependency order (each imports only modules listed before it):
 
 - ``errors``: :class:`WhereError` (clause rejected) and :class:`EvalError` (evaluation);
+- ``limits``: what one clause may cost: parse-tree size, built values' size, work budgets;
 - ``values``: Postgres text <-> Python values per type (input / output functions, arrays);
 - ``numeric_power``: ``numeric ^ numeric`` computed as Postgres does;
 - ``ops``: Postgres semantics on values: comparison, arithmetic, casts, date/time, LIKE;
@@ -33,8 +34,9 @@ from typing import Any
 
 from ..tables import TableInfo
 from .errors import EvalError, WhereError
-from .evaluate import compile_node
+from .evaluate import compile_charged
 from .fold import fold
+from .limits import REQUEST_BUDGET, ROW_BUDGET, Budget, request_scope
 from .parse import Compiler
 from .render import render
 
@@ -47,19 +49,22 @@ __all__ = ["CompiledWhere", "EvalError", "WhereError", "compile_where"]
 class CompiledWhere:
     """A where clause compiled once; ``matches`` is cheap per row."""
 
-    __slots__ = ("text", "sql", "columns", "_fn", "_errors", "_logged_at")
+    __slots__ = ("text", "sql", "columns", "_fn", "_budget", "_errors", "_logged_at")
 
     def __init__(self, text: str, sql: str, columns: frozenset[str],
-                 fn: Callable[[dict[str, str | None]], Any]) -> None:
+                 fn: Callable[[dict[str, str | None]], Any], budget: Budget) -> None:
         self.text = text
         self.sql = sql
         self.columns = columns
         self._fn = fn
+        self._budget = budget  # the work limit of one evaluation, reset for each row
         self._errors = 0  # evaluation errors not yet reported
         self._logged_at = -ERROR_LOG_INTERVAL
 
     def matches(self, row: dict[str, str | None]) -> bool:
         """True only when the clause is TRUE for ``row`` (FALSE, NULL or an error: False)."""
+        budget = self._budget
+        budget.left = budget.limit
         try:
             return self._fn(row) is True
         except Exception as exc:  # noqa: BLE001 - any evaluation error means "not in shape"
@@ -86,14 +91,16 @@ def compile_where(text: str, table: TableInfo) -> CompiledWhere:
     if not isinstance(text, str):
         raise WhereError("where clause must be a string")
     compiler = Compiler(text, table)
+    budget = Budget(ROW_BUDGET)
     try:
-        tree = fold(compiler.parse())
-        sql = render(tree)
-        fn = compile_node(tree)
+        with request_scope(Budget(REQUEST_BUDGET)):
+            tree = fold(compiler.parse())
+            sql = render(tree)
+            fn = compile_charged(tree, budget)
     except WhereError:
         raise
     except EvalError as exc:
         raise WhereError(str(exc), None) from None
     except RecursionError:
         raise WhereError("where clause is nested too deeply", None) from None
-    return CompiledWhere(text, sql, frozenset(compiler.used), fn)
+    return CompiledWhere(text, sql, frozenset(compiler.used), fn, budget)

@@ -13,6 +13,7 @@ from itertools import product
 
 from .coerce import coerce, literal_as, make_cast
 from .errors import EvalError, WhereError
+from .limits import check_size
 from .nodes import Node, Op, is_unknown
 from .ops import NUM_RANK
 from .values import NUMBER_TYPES, STRING_TYPES, PgArray, display, elem_of, is_array
@@ -121,6 +122,7 @@ def array_cat(a: PgArray | None, b: PgArray | None) -> PgArray | None:
     else:
         raise _incompatible()
     _check_bounds(dims, lbs)
+    check_size(len(a.items) + len(b.items), "array concatenation")
     return PgArray(dims, lbs, a.items + b.items)
 
 
@@ -135,6 +137,7 @@ def array_append(a: PgArray | None, elem) -> PgArray:
         raise EvalError("integer out of range")
     dims = (dim + 1,)
     _check_bounds(dims, a.lbs)
+    check_size(dim + 1, "array_append()")
     return PgArray(dims, a.lbs, a.items + (elem,))
 
 
@@ -148,6 +151,7 @@ def array_prepend(elem, a: PgArray | None) -> PgArray:
     if lb - 1 < INT32_MIN:
         raise EvalError("integer out of range")
     _check_bounds((dim + 1,), (lb - 1,))
+    check_size(dim + 1, "array_prepend()")
     return PgArray((dim + 1,), a.lbs, (elem, *a.items))
 
 

@@ -13,6 +13,7 @@ from typing import TypeGuard
 
 from .errors import EvalError, WhereError
 from .evaluate import compile_node
+from .limits import REQUEST_BUDGET, Budget, request_budget
 from .nodes import Const, Node, Op
 
 # operators/functions that Postgres implements with strict functions
@@ -95,8 +96,11 @@ def _fold_bool(node: Op) -> Node:
 
 
 def _evaluate(node: Op) -> Node:
+    """The value of a constant expression; its work is charged to the request's budget
+    (a fresh one when folding outside :func:`compile_where`)."""
+    budget = request_budget() or Budget(REQUEST_BUDGET)
     try:
-        value = compile_node(node)({})
+        value = compile_node(node, budget)({})
     except EvalError as exc:
         raise WhereError(str(exc), node.loc) from None
     return Const(node.type, node.loc, value)

@@ -26,6 +26,7 @@ from typing import Any
 from .arrays import array_length, array_lower, array_ndims, array_upper, build_concat, cardinality
 from .coerce import coerce, literal_as, make_cast
 from .errors import EvalError, WhereError
+from .limits import check_size
 from .nodes import UNKNOWN, Node, Op, is_unknown, num_common
 from .numeric_power import numeric_power
 from .ops import arith, ascii_lower, ascii_upper, justify_days, justify_hours, justify_interval
@@ -86,7 +87,11 @@ def _starts_with(s: str, prefix: str) -> bool:
 
 
 def _replace(s: str, old: str, new: str) -> str:
-    return s.replace(old, new) if old else s
+    if not old:
+        return s
+    if len(new) > len(old):  # the size is known before anything is built
+        check_size(len(s) + s.count(old) * (len(new) - len(old)), "replace()")
+    return s.replace(old, new)
 
 
 def _reverse(s: str) -> str:

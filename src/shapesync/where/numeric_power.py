@@ -49,26 +49,25 @@ def _overflow() -> EvalError:
 
 def _nbase(d: Decimal) -> tuple[int, list[int]]:
     """(weight, base-10000 digits) of abs(d) != 0, trailing zero digits stripped, as in
-    Postgres' NumericVar."""
-    digits = d.as_tuple().digits
-    exp = finite_exponent(d)
-    n = int("".join(map(str, digits)))
-    if exp >= 0:
-        n *= 10**exp
-        frac_groups = 0
-    else:
-        pad = exp % DEC_DIGITS  # fractional digits up to a multiple of DEC_DIGITS
-        n *= 10**pad
-        frac_groups = (-exp + pad) // DEC_DIGITS
-    out = []
-    while n:
-        n, r = divmod(n, NBASE)
-        out.append(r)
-    out.reverse()
-    weight = len(out) - 1 - frac_groups
-    while out and out[-1] == 0:
-        out.pop()
+    Postgres' NumericVar; only the leading :data:`_NBASE_LEAD` digits when there are more
+    (the callers look at the first few), without converting the whole coefficient."""
+    coef = "".join(map(str, d.as_tuple().digits)).lstrip("0")
+    trimmed = coef.rstrip("0")
+    exp = finite_exponent(d) + len(coef) - len(trimmed)  # abs(d) = trimmed * 10^exp
+    shift = exp % DEC_DIGITS  # align the exponent on a base-10000 digit
+    trimmed = "0" * ((-len(trimmed) - shift) % DEC_DIGITS) + trimmed + "0" * shift
+    exp -= shift
+    groups = len(trimmed) // DEC_DIGITS
+    weight = groups - 1 + exp // DEC_DIGITS
+    out = [int(trimmed[i:i + DEC_DIGITS])
+           for i in range(0, min(groups, _NBASE_LEAD) * DEC_DIGITS, DEC_DIGITS)]
+    if groups <= _NBASE_LEAD:
+        while out and out[-1] == 0:
+            out.pop()
     return weight, out
+
+
+_NBASE_LEAD = 8
 
 
 def _round(d: Decimal, scale: int) -> Decimal:

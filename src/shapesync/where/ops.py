@@ -11,9 +11,10 @@ import math
 import operator
 import re
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Context, Decimal
 
 from .errors import EvalError
+from .limits import REGEX_UNIT_COST
 from .values import (
     FLOAT_TYPES,
     INT_RANGE,
@@ -21,6 +22,7 @@ from .values import (
     INTERVAL_INF,
     INTERVAL_NINF,
     NUMERIC_CTX,
+    NUMERIC_MAX_SCALE,
     STRING_TYPES,
     USEC_DAY,
     PgArray,
@@ -289,11 +291,8 @@ def _numeric_div_scale(a: Decimal, b: Decimal) -> int:
     def weight_first(d: Decimal) -> tuple[int, int]:
         if d == 0:
             return 0, 0
-        digits = d.as_tuple().digits
-        exp = finite_exponent(d)
-        s = "".join(map(str, digits)).lstrip("0")
         # position of the most significant decimal digit: 10^e10
-        e10 = len(s) - 1 + exp
+        e10 = d.adjusted()
         weight = e10 // 4
         # the base-10000 digit at that weight
         shifted = abs(d).scaleb(-4 * weight, NUMERIC_CTX)
@@ -316,19 +315,36 @@ def _numeric_div(a: Decimal, b: Decimal) -> Decimal:
     if b == 0:
         raise _div_zero()
     rscale = _numeric_div_scale(a, b)
-    sa, da, _ = a.as_tuple()
-    sb, db, _ = b.as_tuple()
-    ea, eb = finite_exponent(a), finite_exponent(b)
-    ia = int("".join(map(str, da)) or "0")
-    ib = int("".join(map(str, db)) or "0")
-    # a/b * 10^rscale = ia * 10^(ea - eb + rscale) / ib
-    shift = ea - eb + rscale
-    num, den = (ia * 10**shift, ib) if shift >= 0 else (ia, ib * 10 ** (-shift))
-    q, r = divmod(num, den)
-    if 2 * r >= den:
-        q += 1
-    neg = sa != sb
-    return Decimal((1 if neg and q else 0, tuple(int(c) for c in str(q)), -rscale))
+    if a == 0:
+        return Decimal(0).scaleb(-rscale)
+    # the quotient truncated one digit past rscale, then rounded half away from zero:
+    # exactly the correctly rounded quotient (only that next digit decides)
+    prec = max(a.adjusted() - b.adjusted() + 2 + rscale + 2, 1)
+    q = Context(prec=prec, rounding=ROUND_DOWN, Emax=999_999_999,
+                Emin=-999_999_999).divide(a, b)
+    r = q.quantize(Decimal(1).scaleb(-rscale), rounding=ROUND_HALF_UP,
+                   context=_WIDE)
+    if r.is_zero():
+        r = r.copy_abs()
+    return check_numeric(r)
+
+
+_WIDE = Context(prec=999_999, Emax=999_999_999, Emin=-999_999_999)
+NUMERIC_MAX_WEIGHT_DIGITS = 131072  # decimal digits before the decimal point
+_SMALL_DECIMAL = Decimal(1).__sizeof__()  # a coefficient of at most 76 digits
+
+
+def check_numeric(r: Decimal) -> Decimal:
+    """A finite arithmetic result within numeric's format: more than 16383 fractional
+    digits are rounded away (as numeric_mul does), too many integral digits raise
+    Postgres' overflow error."""
+    if -16000 < r.adjusted() < 131000 and r.__sizeof__() <= _SMALL_DECIMAL:
+        return r
+    if -finite_exponent(r) > NUMERIC_MAX_SCALE:
+        r = round_numeric(r, NUMERIC_MAX_SCALE)
+    if not r.is_zero() and r.adjusted() >= NUMERIC_MAX_WEIGHT_DIGITS:
+        raise EvalError("value overflows numeric format")
+    return r
 
 
 def _numeric_ops():
@@ -337,7 +353,7 @@ def _numeric_ops():
     def wrap(op: str, fn):
         def run(a: Decimal, b: Decimal) -> Decimal:
             if a.is_finite() and b.is_finite():
-                return norm_numeric(fn(a, b))
+                return check_numeric(norm_numeric(fn(a, b)))
             return _num_special(op, a, b)
 
         return run
@@ -852,42 +868,142 @@ def varchar_typmod(n: int, pad: bool):
 # ---------------------------------------------------------------------------- text
 
 
-def like_matcher(pattern: str, escape: str | None) -> Callable[[str], bool]:
-    """Compile a LIKE pattern to a predicate; Postgres semantics (whole-string match).
-    ILIKE lower-cases pattern and subject before (``ascii_lower``)."""
+LikeMatch = Callable[[str], bool]
+
+
+def compile_like(pattern: str, escape: str | None,
+                 charge: Callable[[int], None] | None = None) -> tuple[LikeMatch, int]:
+    """A LIKE pattern -> ``(match, factor)``; Postgres semantics (whole-string
+    match, ``_`` one character, ``%`` any run, ``escape`` quoting the next character).
+    ILIKE lower-cases pattern and subject before (``ascii_lower``).
+
+    No backtracking: the pattern is split at ``%`` into fixed-length segments (literal
+    characters and ``_``); the first must match at the start, the last at the end, and the
+    middle ones are found leftmost, in order, in between (the leftmost placement of a
+    fixed-length segment never removes a placement of the later ones). A segment without
+    ``_`` is found with ``str.find`` (linear); one with ``_`` with a regular expression
+    without repetition (at most its length per position). ``factor`` bounds the work per
+    subject character (the work limit charges ``len(subject) * factor``); ``charge`` is
+    called with the work of building the matcher before each costly step."""
     if escape is not None and len(escape) > 1:
         raise EvalError("invalid escape string")
-    parts = []
-    i = 0
-    n = len(pattern)
-    literal_only = True
-    prefix_chars = []
+    if charge is not None:  # splitting (character by character with escapes) into runs
+        charge(len(pattern) * (REGEX_UNIT_COST // 16 if escape and escape in pattern else 1)
+               + pattern.count("_") * (REGEX_UNIT_COST // 32))
+    segments = _like_segments(pattern, escape)
+    if charge is not None:
+        charge(REGEX_UNIT_COST * sum(_seg_len(seg) for seg in segments if len(seg) > 1))
+    factor = 1 + sum(_seg_len(seg) for seg in segments[1:-1] if len(seg) > 1)
+    return _like_match(segments), factor
+
+
+def like_matcher(pattern: str, escape: str | None) -> LikeMatch:
+    """The predicate of :func:`compile_like`."""
+    return compile_like(pattern, escape)[0]
+
+
+def _like_segments(pattern: str, escape: str | None) -> list[list[str]]:
+    """The ``%``-separated segments, each as its literal runs (between two runs: one
+    ``_``); escaped characters are literal."""
+    if not escape or escape not in pattern:
+        return [seg.split("_") for seg in pattern.split("%")]
+    segments: list[list[str]] = []
+    runs: list[str] = []
+    run: list[str] = []
+    i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
-        if escape and c == escape:
+        if c == escape:
             if i + 1 >= n:
                 raise EvalError("LIKE pattern must not end with escape character")
-            parts.append(re.escape(pattern[i + 1]))
-            if literal_only:
-                prefix_chars.append(pattern[i + 1])
+            run.append(pattern[i + 1])
             i += 2
             continue
         if c == "%":
-            parts.append(".*")
-            literal_only = False
+            runs.append("".join(run))
+            segments.append(runs)
+            runs, run = [], []
         elif c == "_":
-            parts.append(".")
-            literal_only = False
+            runs.append("".join(run))
+            run = []
         else:
-            parts.append(re.escape(c))
-            if literal_only:
-                prefix_chars.append(c)
+            run.append(c)
         i += 1
-    if literal_only:
-        lit = "".join(prefix_chars)
-        return lambda s: s == lit
-    rx = re.compile("".join(parts), re.DOTALL)
-    return lambda s: rx.fullmatch(s) is not None
+    runs.append("".join(run))
+    segments.append(runs)
+    return segments
+
+
+def _seg_len(seg: list[str]) -> int:
+    return sum(map(len, seg)) + len(seg) - 1
+
+
+def _seg_regex(seg: list[str]) -> re.Pattern[str]:
+    return re.compile(".".join(map(re.escape, seg)), re.DOTALL)
+
+
+def _like_match(segments: list[list[str]]) -> LikeMatch:
+    head, tail = segments[0], segments[-1]
+    if len(segments) == 1:
+        if len(head) == 1:
+            lit = head[0]
+            return lambda s: s == lit
+        k, rx = _seg_len(head), _seg_regex(head)
+        return lambda s: len(s) == k and rx.match(s) is not None
+    mids = [seg for seg in segments[1:-1] if seg != [""]]
+    simple = len(head) == 1 and len(tail) == 1 and all(len(m) == 1 for m in mids)
+    if simple and len(mids) <= 1:
+        pre, suf = head[0], tail[0]
+        if not mids:
+            if not suf:
+                return lambda s: s.startswith(pre)
+            if not pre:
+                return lambda s: s.endswith(suf)
+            need = len(pre) + len(suf)
+            return lambda s: len(s) >= need and s.startswith(pre) and s.endswith(suf)
+        mid = mids[0][0]
+        if not pre and not suf:
+            return lambda s: mid in s
+    return _like_general(head, tail, mids)
+
+
+def _like_general(head: list[str], tail: list[str], mids: list[list[str]]) -> LikeMatch:
+    kh, kt = _seg_len(head), _seg_len(tail)
+    head_rx = _seg_regex(head) if len(head) > 1 else None
+    tail_rx = _seg_regex(tail) if len(tail) > 1 else None
+    pre, suf = head[0], tail[0]
+    steps = [(m[0], None, _seg_len(m)) if len(m) == 1 else ("", _seg_regex(m), _seg_len(m))
+             for m in mids]
+
+    def match(s: str) -> bool:
+        end = len(s) - kt
+        if end < kh:
+            return False
+        if head_rx is None:
+            if not s.startswith(pre):
+                return False
+        elif head_rx.match(s) is None:
+            return False
+        if tail_rx is None:
+            if not s.endswith(suf):
+                return False
+        elif tail_rx.match(s, end) is None:
+            return False
+        pos = kh
+        for lit, rx, k in steps:
+            if rx is None:
+                j = s.find(lit, pos, end)
+                if j < 0:
+                    return False
+                pos = j + k
+            else:
+                m = rx.search(s, pos, end)
+                if m is None:
+                    return False
+                pos = m.end()
+        return True
+
+    return match
 
 
 def ascii_lower(s: str) -> str:

@@ -12,6 +12,7 @@ subscripts and ``||`` on arrays to arrays.py.
 from __future__ import annotations
 
 import json
+import re
 from decimal import Decimal
 
 from pglast.parser import ParseError, parse_sql_json
@@ -21,6 +22,7 @@ from .arrays import build_concat, check_subscriptable, slice_node, subscript_ind
 from .coerce import coerce, literal_as, make_cast, typmod_fn, unify
 from .errors import EvalError, WhereError
 from .functions import build_function, build_power, float_sqrt
+from .limits import MAX_DEPTH, MAX_NODES
 from .nodes import (
     CMP_OPS,
     UNKNOWN,
@@ -33,16 +35,19 @@ from .nodes import (
     is_unknown,
     num_common,
 )
+from .ops import NUMERIC_MAX_WEIGHT_DIGITS
 from .values import (
     FLOAT_TYPES,
     INT_RANGE,
     INT_TYPES,
     NUMBER_TYPES,
+    NUMERIC_MAX_SCALE,
     SCALAR_TYPES,
     STRING_TYPES,
     PgArray,
     display,
     elem_of,
+    finite_exponent,
     is_array,
     norm_numeric,
 )
@@ -77,6 +82,27 @@ def _loc(node: dict) -> int | None:
     return max(0, loc - len(PREFIX))
 
 
+def _numeric_literal(d: Decimal, loc: int | None) -> Decimal:
+    """A numeric literal within numeric's format (numeric_in's limits)."""
+    if d.adjusted() >= NUMERIC_MAX_WEIGHT_DIGITS or -finite_exponent(d) > NUMERIC_MAX_SCALE:
+        raise WhereError("value overflows numeric format", loc)
+    return norm_numeric(d)
+
+
+# a node of pglast's JSON tree: {"NodeType":{...}} (a '{"' never occurs inside a JSON string)
+_NODE_RE = re.compile(r'\{"[A-Z]\w*":\{')
+
+
+def check_size(tree_json: str) -> None:
+    """Limit the number of nodes of the parse tree, before it is even decoded."""
+    nodes = 0
+    for _ in _NODE_RE.finditer(tree_json):
+        nodes += 1
+        if nodes > MAX_NODES + 3:  # the SELECT around the clause: 3 nodes
+            raise WhereError(f"where clause is too complex (more than {MAX_NODES} "
+                             "expressions)", None)
+
+
 def _sval(node: dict) -> str:
     return node["String"]["sval"]
 
@@ -90,6 +116,7 @@ class Compiler:
         self.table = table
         self.columns = {c.name: c for c in table.columns}
         self.used: set[str] = set()
+        self.depth = 0  # expressions being compiled, the one at hand included
 
     # ------------------------------------------------------------------ entry
 
@@ -98,7 +125,12 @@ class Compiler:
         if "\x00" in text:
             raise WhereError("invalid character NUL in where clause", None)
         try:
-            tree = json.loads(parse_sql_json(PREFIX + text))
+            tree_json = parse_sql_json(PREFIX + text)
+            check_size(tree_json)
+            tree = json.loads(tree_json)
+        except RecursionError:
+            raise WhereError(f"where clause is nested too deeply (more than {MAX_DEPTH} "
+                             "levels)", None) from None
         except ParseError as exc:
             msg, pos = exc.args[0], (exc.args[1] if len(exc.args) > 1 else None)
             if pos is not None:
@@ -144,7 +176,14 @@ class Compiler:
         handler = getattr(self, "_" + kind, None)
         if handler is None:
             raise WhereError(f"{kind} is not supported in this context", _loc(body))
-        return handler(body)
+        if self.depth >= MAX_DEPTH:
+            raise WhereError(f"where clause is nested too deeply (more than {MAX_DEPTH} "
+                             "levels)", _loc(body))
+        self.depth += 1
+        try:
+            return handler(body)
+        finally:
+            self.depth -= 1
 
     def operand(self, node: dict) -> Node:
         """An expression used as an operator/function argument (not just IS NULL)."""
@@ -183,10 +222,11 @@ class Compiler:
             s = body["fval"]["fval"]
             clean = s.replace("_", "")
             if all(c.isdigit() for c in clean.lstrip("-")):
-                v = int(clean)
-                if INT_RANGE["int8"][0] <= v <= INT_RANGE["int8"][1]:
-                    return Const("int8", loc, v)
-                return Const("numeric", loc, Decimal(v))
+                if len(clean) <= 20:  # beyond: no int8 (and no str -> int digit limit)
+                    v = int(clean)
+                    if INT_RANGE["int8"][0] <= v <= INT_RANGE["int8"][1]:
+                        return Const("int8", loc, v)
+                return Const("numeric", loc, _numeric_literal(Decimal(clean), loc))
             if clean.lower().startswith(("0x", "-0x", "0o", "-0o", "0b", "-0b")):
                 neg = clean.startswith("-")
                 body_s = clean.lstrip("-")
@@ -194,8 +234,8 @@ class Compiler:
                 v = -v if neg else v
                 if INT_RANGE["int8"][0] <= v <= INT_RANGE["int8"][1]:
                     return Const("int8", loc, v)
-                return Const("numeric", loc, Decimal(v))
-            return Const("numeric", loc, norm_numeric(Decimal(clean)))
+                return Const("numeric", loc, _numeric_literal(Decimal(v), loc))
+            return Const("numeric", loc, _numeric_literal(Decimal(clean), loc))
         if "sval" in body:
             s = body["sval"].get("sval", "")
             return Const(UNKNOWN, loc, s, lit=s)
