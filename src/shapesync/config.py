@@ -34,6 +34,16 @@ def _int(name: str, value: str, minimum: int = 0) -> int:
     return number
 
 
+def _seconds(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
 @dataclass
 class Settings:
     database_url: str | None = None
@@ -48,6 +58,11 @@ class Settings:
     replication_stream_id: str = "default"
     long_poll_timeout: float = 20.0
     log_level: str = "info"
+    # Slow and hostile clients (http/protocol.py); 0 turns a timeout or the limit off.
+    header_timeout: float = 30.0
+    max_header_bytes: int = 32 * 1024
+    send_timeout: float = 30.0
+    max_connections: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -75,8 +90,19 @@ class Settings:
             s.replication_stream_id = env["REPLICATION_STREAM_ID"]
         if "LOG_LEVEL" in env:
             s.log_level = env["LOG_LEVEL"].lower()
+        s._client_limits_from_env(env)
         s.validate()
         return s
+
+    def _client_limits_from_env(self, env: dict[str, str]) -> None:
+        if "SHAPESYNC_HEADER_TIMEOUT" in env:
+            self.header_timeout = _seconds("SHAPESYNC_HEADER_TIMEOUT", env["SHAPESYNC_HEADER_TIMEOUT"])
+        if "SHAPESYNC_MAX_HEADER_BYTES" in env:
+            self.max_header_bytes = _int("SHAPESYNC_MAX_HEADER_BYTES", env["SHAPESYNC_MAX_HEADER_BYTES"], 1024)
+        if "SHAPESYNC_SEND_TIMEOUT" in env:
+            self.send_timeout = _seconds("SHAPESYNC_SEND_TIMEOUT", env["SHAPESYNC_SEND_TIMEOUT"])
+        if "SHAPESYNC_MAX_CONNECTIONS" in env:
+            self.max_connections = _int("SHAPESYNC_MAX_CONNECTIONS", env["SHAPESYNC_MAX_CONNECTIONS"])
 
     def validate(self) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", self.replication_stream_id):

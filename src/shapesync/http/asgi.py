@@ -99,7 +99,7 @@ class App:
         except Exception:
             log.exception("unhandled error serving %s %s", method, scope.get("path"))
             response, allowed = json_response(500, {"error": "internal server error"}), OTHER_METHODS
-        await self._send(send, response, method, allowed, request.headers)
+        await self._send(send, response, method, allowed, request.headers, receive)
 
     async def _route(self, request: Request, body: bytes = b"") -> tuple[Response, str]:
         method = "GET" if request.method == "HEAD" else request.method
@@ -131,7 +131,10 @@ class App:
         return _not_found(), OTHER_METHODS
 
     async def _send(self, send, response: Response, method: str, allowed: str,
-                    request_headers: dict[str, list[str]]) -> None:
+                    request_headers: dict[str, list[str]], receive=None) -> None:
+        """Send ``response``; a streamed body stops early when the client disconnects (known
+        only through ``receive``), e.g. when http/protocol.py aborts a client that stopped
+        reading, so the rest of the body is never read."""
         headers = dict(response.headers)
         origins = request_headers.get("origin", [])
         headers.setdefault("access-control-allow-origin", origins[0] if origins else "*")
@@ -152,9 +155,11 @@ class App:
             return
         try:
             await send({"type": "http.response.start", "status": response.status, "headers": raw})
-            async for piece in body:
-                if method != "HEAD":
-                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+            pieces = _send_pieces(send, body, method)
+            if receive is None:
+                await pieces
+            elif await _unless_disconnected(pieces, receive) is None:
+                return  # the client left, or stopped reading and was cut off: read no further
         finally:
             await body.aclose()
         await send({"type": "http.response.body", "body": b""})
@@ -197,6 +202,13 @@ async def _unless_disconnected(work, receive):
         raise
     finally:
         watcher.cancel()
+
+
+async def _send_pieces(send, body, method: str) -> bool:
+    async for piece in body:
+        if method != "HEAD":
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+    return True
 
 
 async def _read_body(receive) -> bytes | None:
