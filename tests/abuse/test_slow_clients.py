@@ -1,0 +1,290 @@
+"""Slow and hostile clients against a real server, over raw loopback sockets.
+
+Slow-loris (heads that never finish), oversized heads, clients that stop reading their
+response, and more connections than allowed: each gets a JSON answer or is cut off after
+its timeout, while /v1/health keeps answering and the server's memory and descriptors come
+back. Timeouts are set low through the environment so that each test takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+HEAD_TIMEOUT = 2.0
+LINGER = 2.0  # http/protocol.py LINGER_SECONDS
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def wait_fds(pid: int, at_most: int, timeout: float) -> bool:
+    """Until the server has at most ``at_most`` open descriptors; whether it got there."""
+    deadline = time.monotonic() + timeout
+    while open_fds(pid) > at_most:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def connect(port: int, rcvbuf: int | None = None) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:  # before connect, so the window starts small
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def read_all(sock: socket.socket, timeout: float = 10) -> bytes:
+    """Everything until the server closes (a reset after some bytes counts as closed)."""
+    sock.settimeout(timeout)
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
+def parse_response(raw: bytes) -> tuple[int, dict[str, str], object]:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = int(headers["content-length"])
+    assert len(body) >= length, raw[:300]
+    return int(lines[0].split()[1]), headers, orjson.loads(body[:length])
+
+
+def read_response(sock: socket.socket) -> bytes:
+    """One response on a kept-alive connection (by its content-length)."""
+    raw = b""
+    while b"\r\n\r\n" not in raw:
+        raw += sock.recv(65536) or b"EOF"
+        assert not raw.endswith(b"EOF"), raw
+    head = raw.partition(b"\r\n\r\n")[0].lower()
+    length = int(head.split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(raw.partition(b"\r\n\r\n")[2]) < length:
+        raw += sock.recv(65536)
+    return raw
+
+
+def get(port: int, path: str = "/v1/health", sock: socket.socket | None = None,
+        extra: bytes = b"") -> tuple[int, dict[str, str], object]:
+    """One request; on ``sock`` (kept open) or a new connection (read until closed)."""
+    if sock is not None:
+        sock.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nhost: x\r\n" + extra + b"\r\n")
+        return parse_response(read_response(sock))
+    with connect(port) as own:
+        own.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nhost: x\r\n" + extra
+                    + b"connection: close\r\n\r\n")
+        return parse_response(read_all(own))
+
+
+class HealthProbe:
+    """/v1/health every 100 ms in a thread; the slowest answer it saw."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.worst = 0.0
+        self.failures: list[str] = []
+        self.count = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    status = client.get(f"{self.url}/v1/health").status_code
+                    if status != 200:
+                        self.failures.append(f"status {status}")
+                except httpx.HTTPError as exc:
+                    self.failures.append(repr(exc))
+                self.worst = max(self.worst, time.monotonic() - started)
+                self.count += 1
+                self._stop.wait(0.1)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def limited(server_factory):
+    return server_factory({
+        "SHAPESYNC_HEADER_TIMEOUT": str(HEAD_TIMEOUT),
+        "SHAPESYNC_SEND_TIMEOUT": "3",
+        "SHAPESYNC_MAX_CONNECTIONS": "300",
+        "LOG_CHUNK_BYTES_THRESHOLD": str(64 * 1024 * 1024),
+    }).start()
+
+
+def test_slow_loris_heads_get_408_and_are_closed(limited):
+    """300 connections trickle a head that never ends, 20 never send a byte: health stays
+    fast; after the head timeout each trickler gets a JSON 408 and every socket is closed."""
+    pid = limited.proc.pid
+    fds_before = open_fds(pid)
+    with HealthProbe(limited.url) as probe:
+        lorises = [connect(limited.port) for _ in range(300)]
+        silent = [connect(limited.port) for _ in range(20)]
+        for sock in lorises:
+            sock.sendall(b"GET /v1/health HTTP/1.1\r\nhost: x\r\n")
+        time.sleep(HEAD_TIMEOUT / 2)
+        for sock in lorises:
+            sock.sendall(b"x-slow: 1\r\n")  # progress does not extend the deadline
+        answers = [read_all(sock, timeout=HEAD_TIMEOUT + LINGER + 5) for sock in lorises]
+        silents = [read_all(sock, timeout=HEAD_TIMEOUT + LINGER + 5) for sock in silent]
+    for sock in lorises + silent:
+        sock.close()
+    assert wait_fds(pid, fds_before + 2, LINGER + 1), "the server kept slow-loris sockets open"
+    assert probe.count > 10 and not probe.failures, probe.failures
+    assert probe.worst < 1.0, f"health took {probe.worst:.2f} s during the slow-loris"
+    for raw in answers:
+        status, headers, body = parse_response(raw)
+        assert (status, headers["connection"], headers["content-type"]) == (408, "close", "application/json")
+        assert body == {"message": f"request headers not received within {HEAD_TIMEOUT:g} seconds"}
+    assert silents == [b""] * 20, "a connection that sent nothing gets no answer, only a close"
+
+
+def test_head_deadline_counts_from_first_byte_on_kept_alive_connection(limited):
+    """A kept-alive connection may idle (uvicorn's 5 s keep-alive closes it), but its next
+    head must be complete within the head timeout of its first byte."""
+    with connect(limited.port) as sock:
+        assert get(limited.port, sock=sock)[0] == 200
+        sock.sendall(b"GET /v1/health HTTP/1.1\r\n")
+        started = time.monotonic()
+        status, _, body = parse_response(read_all(sock))
+        assert status == 408 and HEAD_TIMEOUT - 0.2 < time.monotonic() - started < HEAD_TIMEOUT + 1.5
+
+
+def test_oversized_heads_get_431_without_buffering_them(limited):
+    pid = limited.proc.pid
+    # Below the limit (32 KiB of header fields by default) is served.
+    assert get(limited.port, extra=b"x-big: " + b"a" * 30_000 + b"\r\n")[0] == 200
+    # Many fields, all in one read: rejected before the app runs.
+    many = b"".join(b"x-h%d: %s\r\n" % (i, b"v" * 40) for i in range(1000))
+    status, headers, body = get(limited.port, extra=many)
+    assert (status, headers["connection"]) == (431, "close")
+    assert body == {"message": "request headers larger than 32768 bytes"}
+    # One endless header value, 64 MiB sent as fast as the socket takes it: answered once
+    # the limit is passed, and the server's memory does not grow by what was sent.
+    rss_before = rss_kib(pid)
+    sock = connect(limited.port)
+    sock.sendall(b"GET /v1/health HTTP/1.1\r\nhost: x\r\nx-endless: ")
+    piece = b"z" * (1 << 20)
+    sent = 0
+    try:
+        for _ in range(64):
+            sock.sendall(piece)
+            sent += len(piece)
+    except OSError:
+        pass  # the server may close before all of it is sent
+    with sock:
+        status, _, body = parse_response(read_all(sock))
+    grown = rss_kib(pid) - rss_before
+    assert status == 431 and body == {"message": "request headers larger than 32768 bytes"}
+    assert grown < 8 * 1024, f"server RSS grew {grown} KiB for {sent >> 20} MiB of header"
+
+
+def _big_log_chunk(url: str, db) -> str:
+    """A shape whose first log chunk is about 10 MB; the URL of that chunk."""
+    db.execute("CREATE TABLE big (id int PRIMARY KEY, pad text)")
+    r = httpx.get(f"{url}/v1/shape/big", params={"offset": "-1"}, timeout=30)
+    shape_id, offset = r.headers["electric-shape-id"], r.headers["electric-chunk-last-offset"]
+    db.execute("INSERT INTO big SELECT g, repeat('p', 1000) FROM generate_series(1, 10000) g")
+    path = f"/v1/shape/big?offset={offset}&shape_id={shape_id}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r = httpx.get(url + path, timeout=30)
+        if r.status_code == 200 and len(r.content) > 10_000_000:
+            return path
+        time.sleep(0.2)
+    raise AssertionError("the log never reached 10 MB")
+
+
+def test_clients_that_stop_reading_are_cut_off(limited, db):
+    """10 clients ask for a 10 MB response and never read it: the server holds what the
+    socket does not take until the send timeout (3 s here), then aborts them and frees it."""
+    pid = limited.proc.pid
+    path = _big_log_chunk(limited.url, db)
+    time.sleep(0.5)
+    rss_before, fds_before = rss_kib(pid), open_fds(pid)
+    stalled = [connect(limited.port, rcvbuf=4096) for _ in range(10)]
+    for sock in stalled:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
+    time.sleep(1.5)
+    rss_held = rss_kib(pid)
+    with HealthProbe(limited.url) as probe:
+        cut_off = wait_fds(pid, fds_before, 3 + 5)
+    time.sleep(0.5)
+    rss_after = rss_kib(pid)
+    for sock in stalled:
+        sock.close()
+    held, left = (rss_held - rss_before) >> 10, (rss_after - rss_before) >> 10
+    print(f"RSS held by 10 stalled 10 MB responses: +{held} MiB; after the send timeout: +{left} MiB")
+    assert cut_off, "stalled clients were not cut off"
+    assert held > 20, "the test did not stall the responses"
+    assert left < 15, f"RSS still +{left} MiB after the stalled clients were cut off"
+    assert not probe.failures and probe.worst < 1.0
+
+
+def test_streamed_body_released_when_client_stops_reading(limited, db):
+    """A snapshot streamed from its file to a client that never reads: the connection is
+    aborted after the send timeout, and the response's file is closed (not read to the end)."""
+    db.execute("CREATE TABLE snap (id int PRIMARY KEY, pad text)")
+    db.execute("INSERT INTO snap SELECT g, repeat('s', 1000) FROM generate_series(1, 10000) g")
+    assert httpx.get(f"{limited.url}/v1/shape/snap", params={"offset": "-1"}, timeout=60).status_code == 200
+    pid = limited.proc.pid
+    fds_before = open_fds(pid)
+    stalled = [connect(limited.port, rcvbuf=4096) for _ in range(5)]
+    for sock in stalled:
+        sock.sendall(b"GET /v1/shape/snap?offset=-1 HTTP/1.1\r\nhost: x\r\n\r\n")
+    time.sleep(1)
+    assert open_fds(pid) >= fds_before + 10, "each stalled response holds a socket and a file"
+    assert wait_fds(pid, fds_before, 3 + 5), "stalled clients were not cut off"
+    for sock in stalled:
+        sock.close()
+    assert "Traceback" not in limited.logs()
+
+
+def test_connection_limit_answers_503(server_factory):
+    server = server_factory({"SHAPESYNC_MAX_CONNECTIONS": "20"}).start()
+    time.sleep(0.3)  # the health checks' connections are gone
+    held = [connect(server.port) for _ in range(20)]
+    for sock in held:
+        assert get(server.port, sock=sock)[0] == 200
+    status, headers, body = get(server.port)
+    assert (status, headers["retry-after"], headers["connection"]) == (503, "5", "close")
+    assert body == {"message": "too many connections; retry later"}
+    # Connections already accepted keep being served.
+    assert get(server.port, sock=held[0])[0] == 200
+    for sock in held:
+        sock.close()
+    time.sleep(0.3)
+    assert get(server.port)[0] == 200
