@@ -140,7 +140,7 @@ def limited(server_factory):
     return server_factory({
         "SHAPESYNC_HEADER_TIMEOUT": str(HEAD_TIMEOUT),
         "SHAPESYNC_SEND_TIMEOUT": "3",
-        "SHAPESYNC_MAX_CONNECTIONS": "300",
+        "SHAPESYNC_MAX_CONNECTIONS": "1000",  # above what these tests open
         "LOG_CHUNK_BYTES_THRESHOLD": str(64 * 1024 * 1024),
     }).start()
 
@@ -228,27 +228,55 @@ def _big_log_chunk(url: str, db) -> str:
     raise AssertionError("the log never reached 10 MB")
 
 
+def tcp_state(sock: socket.socket) -> int:
+    """The socket's TCP state (``tcpi_state``): 1 established, 7 closed (e.g. reset)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 8)[0]
+
+
+def wait_cut_off(socks: list[socket.socket], timeout: float) -> float | None:
+    """Seconds until the server has reset every socket (their state is closed), or None."""
+    started = time.monotonic()
+    while any(tcp_state(sock) == 1 for sock in socks):
+        if time.monotonic() - started > timeout:
+            return None
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def files_open(pid: int, name: str) -> int:
+    """How many of the server's descriptors are open on a file called ``name``."""
+    count = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            count += os.readlink(f"/proc/{pid}/fd/{fd}").endswith("/" + name)
+        except OSError:
+            pass
+    return count
+
+
 def test_clients_that_stop_reading_are_cut_off(limited, db):
     """10 clients ask for a 10 MB response and never read it: the server holds what the
     socket does not take until the send timeout (3 s here), then aborts them and frees it."""
     pid = limited.proc.pid
     path = _big_log_chunk(limited.url, db)
     time.sleep(0.5)
-    rss_before, fds_before = rss_kib(pid), open_fds(pid)
+    rss_before = rss_kib(pid)
     stalled = [connect(limited.port, rcvbuf=4096) for _ in range(10)]
     for sock in stalled:
         sock.sendall(f"GET {path} HTTP/1.1\r\nhost: x\r\n\r\n".encode())
     time.sleep(1.5)
     rss_held = rss_kib(pid)
+    assert all(tcp_state(sock) == 1 for sock in stalled), "cut off before the send timeout"
     with HealthProbe(limited.url) as probe:
-        cut_off = wait_fds(pid, fds_before, 3 + 5)
-    time.sleep(0.5)
+        waited = wait_cut_off(stalled, 3 + 5)
+        time.sleep(0.5)
     rss_after = rss_kib(pid)
     for sock in stalled:
         sock.close()
     held, left = (rss_held - rss_before) >> 10, (rss_after - rss_before) >> 10
-    print(f"RSS held by 10 stalled 10 MB responses: +{held} MiB; after the send timeout: +{left} MiB")
-    assert cut_off, "stalled clients were not cut off"
+    print(f"RSS held by 10 stalled 10 MB responses: +{held} MiB; cut off {waited and round(waited, 1)} s later; "
+          f"then +{left} MiB")
+    assert waited is not None, "stalled clients were not cut off"
     assert held > 20, "the test did not stall the responses"
     assert left < 15, f"RSS still +{left} MiB after the stalled clients were cut off"
     assert not probe.failures and probe.worst < 1.0
@@ -261,13 +289,17 @@ def test_streamed_body_released_when_client_stops_reading(limited, db):
     db.execute("INSERT INTO snap SELECT g, repeat('s', 1000) FROM generate_series(1, 10000) g")
     assert httpx.get(f"{limited.url}/v1/shape/snap", params={"offset": "-1"}, timeout=60).status_code == 200
     pid = limited.proc.pid
-    fds_before = open_fds(pid)
     stalled = [connect(limited.port, rcvbuf=4096) for _ in range(5)]
     for sock in stalled:
         sock.sendall(b"GET /v1/shape/snap?offset=-1 HTTP/1.1\r\nhost: x\r\n\r\n")
     time.sleep(1)
-    assert open_fds(pid) >= fds_before + 10, "each stalled response holds a socket and a file"
-    assert wait_fds(pid, fds_before, 3 + 5), "stalled clients were not cut off"
+    assert all(tcp_state(sock) == 1 for sock in stalled), "cut off before the send timeout"
+    assert files_open(pid, "snapshot.json") == 5, "each stalled response holds the snapshot file"
+    assert wait_cut_off(stalled, 3 + 5) is not None, "stalled clients were not cut off"
+    deadline = time.monotonic() + 2
+    while files_open(pid, "snapshot.json") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert files_open(pid, "snapshot.json") == 0, "the stalled responses' files stayed open"
     for sock in stalled:
         sock.close()
     assert "Traceback" not in limited.logs()

@@ -17,7 +17,8 @@ class adds (``ClientLimits``, set from ``Settings`` by ``cli.py``):
   most the limit plus about one socket read;
 - a send timeout: while the transport's write buffer is above its high-water mark (uvicorn
   has paused the response), it must shrink within ``send_timeout`` seconds, else the
-  connection is aborted, which frees the buffered bytes and ends the response's task;
+  connection is reset, which frees the buffered bytes (ours and the kernel's) and ends
+  the response's task;
 - an optional connection limit: a connection accepted beyond ``max_connections`` gets 503
   with ``Retry-After`` for its first request.
 
@@ -30,7 +31,10 @@ connection, and the client could lose the response.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 from dataclasses import dataclass
 
 import httptools
@@ -207,7 +211,16 @@ class HttpProtocol(HttpToolsProtocol):
             self._buffered_at_check = buffered  # slow, but reading: another period
             self._send_timer = self.loop.call_later(self.limits.send_timeout, self._send_stalled)
             return
-        log.debug("client %s stopped reading; aborting with %d bytes unsent", self.client, buffered)
+        log.debug("client %s stopped reading; resetting with %d bytes unsent", self.client, buffered)
+        self._reset()
+
+    def _reset(self) -> None:
+        """Close now with a TCP reset: drop our buffer and the kernel's (a plain close would
+        leave the unsent bytes queued in an orphaned socket behind a zero window)."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.transport.abort()
 
     # -- our own responses ---------------------------------------------------------------
@@ -251,4 +264,4 @@ class HttpProtocol(HttpToolsProtocol):
             return
         self.transport.write_eof()
         self.flow.resume_reading()
-        self._linger_timer = self.loop.call_later(LINGER_SECONDS, self.transport.abort)
+        self._linger_timer = self.loop.call_later(LINGER_SECONDS, self._reset)
