@@ -163,6 +163,7 @@ def test_slow_loris_heads_get_408_and_are_closed(limited):
     for sock in lorises + silent:
         sock.close()
     assert wait_fds(pid, fds_before + 2, LINGER + 1), "the server kept slow-loris sockets open"
+    print(f"slow-loris: {probe.count} health checks, slowest {probe.worst * 1000:.0f} ms")
     assert probe.count > 10 and not probe.failures, probe.failures
     assert probe.worst < 1.0, f"health took {probe.worst:.2f} s during the slow-loris"
     for raw in answers:
@@ -208,6 +209,7 @@ def test_oversized_heads_get_431_without_buffering_them(limited):
     with sock:
         status, _, body = parse_response(read_all(sock))
     grown = rss_kib(pid) - rss_before
+    print(f"{sent >> 20} MiB of header sent: server RSS {grown:+d} KiB")
     assert status == 431 and body == {"message": "request headers larger than 32768 bytes"}
     assert grown < 8 * 1024, f"server RSS grew {grown} KiB for {sent >> 20} MiB of header"
 
