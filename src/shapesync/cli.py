@@ -95,7 +95,8 @@ async def serve(settings: Settings) -> None:
         config = uvicorn.Config(
             service.app, host=settings.host, port=settings.port, lifespan="off",
             log_level=settings.log_level, access_log=False, timeout_graceful_shutdown=5,
-            backlog=4096, server_header=False, http=_http_protocol(),
+            backlog=4096, server_header=False, http=_http_protocol(settings),
+            timeout_keep_alive=5,  # uvicorn's default: idle kept-alive connections close after 5 s
         )
         log.info("shapesync listening on http://%s:%d", settings.host, settings.port)
         await _Server(config, service).serve()
@@ -105,14 +106,18 @@ async def serve(settings: Settings) -> None:
             await asyncio.to_thread(embedded.stop)
 
 
-def _http_protocol():
-    """Our httptools protocol subclass (JSON error bodies), or uvicorn's choice without
-    httptools."""
+def _http_protocol(settings: Settings):
+    """Our httptools protocol subclass (JSON error bodies, limits for slow and hostile
+    clients), or uvicorn's choice without httptools (then without those limits)."""
     try:
-        from shapesync.http.protocol import HttpProtocol
+        from shapesync.http.protocol import ClientLimits, HttpProtocol
     except ImportError:
+        log.warning("httptools is not installed: no header, send or connection limits")
         return "auto"
-    return HttpProtocol
+    return HttpProtocol.with_limits(ClientLimits(
+        header_timeout=settings.header_timeout, max_header_bytes=settings.max_header_bytes,
+        send_timeout=settings.send_timeout, max_connections=settings.max_connections,
+    ))
 
 
 def _event_loop_runner():

@@ -34,6 +34,16 @@ def _int(name: str, value: str, minimum: int = 0) -> int:
     return number
 
 
+def _seconds(name: str, value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {value!r}") from None
+    if not number >= 0 or number == float("inf"):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
 @dataclass
 class Settings:
     database_url: str | None = None
@@ -56,6 +66,11 @@ class Settings:
     # ELECTRIC_SECRET: required as ?secret= on shape and admin requests; without it the
     # shape API is open and the admin API answers loopback peers only. Never in a repr.
     secret: str | None = field(default=None, repr=False)
+    # Slow and hostile clients (http/protocol.py); 0 turns a timeout or the limit off.
+    header_timeout: float = 30.0
+    max_header_bytes: int = 32 * 1024
+    send_timeout: float = 30.0
+    max_connections: int = 0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -92,8 +107,19 @@ class Settings:
             s.ddl_lock_timeout_ms = _int(
                 "SHAPESYNC_DDL_LOCK_TIMEOUT", env["SHAPESYNC_DDL_LOCK_TIMEOUT"], 1)
         s.secret = env.get("ELECTRIC_SECRET") or None  # empty counts as unset
+        s._client_limits_from_env(env)
         s.validate()
         return s
+
+    def _client_limits_from_env(self, env: dict[str, str]) -> None:
+        if "SHAPESYNC_HEADER_TIMEOUT" in env:
+            self.header_timeout = _seconds("SHAPESYNC_HEADER_TIMEOUT", env["SHAPESYNC_HEADER_TIMEOUT"])
+        if "SHAPESYNC_MAX_HEADER_BYTES" in env:
+            self.max_header_bytes = _int("SHAPESYNC_MAX_HEADER_BYTES", env["SHAPESYNC_MAX_HEADER_BYTES"], 1024)
+        if "SHAPESYNC_SEND_TIMEOUT" in env:
+            self.send_timeout = _seconds("SHAPESYNC_SEND_TIMEOUT", env["SHAPESYNC_SEND_TIMEOUT"])
+        if "SHAPESYNC_MAX_CONNECTIONS" in env:
+            self.max_connections = _int("SHAPESYNC_MAX_CONNECTIONS", env["SHAPESYNC_MAX_CONNECTIONS"])
 
     def validate(self) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", self.replication_stream_id):

@@ -114,7 +114,8 @@ class App:
             # repr: a client's path may hold control characters that would forge log lines
             log.exception("unhandled error serving %s %r", method, scope.get("path"))
             response, allowed = json_response(500, {"error": "internal server error"}), OTHER_METHODS
-        await self._send(send, response, method, NO_CORS if admin else allowed, request.headers)
+        await self._send(send, response, method, NO_CORS if admin else allowed, request.headers,
+                         receive)
 
     def _authorize(self, request: Request, scope: dict, admin: bool) -> Response | None:
         """The 401/403 for a request that may not proceed (http/auth.py), else None."""
@@ -155,7 +156,10 @@ class App:
         return _not_found(), OTHER_METHODS
 
     async def _send(self, send, response: Response, method: str, allowed: str,
-                    request_headers: dict[str, list[str]]) -> None:
+                    request_headers: dict[str, list[str]], receive=None) -> None:
+        """Send ``response``; a streamed body stops early when the client disconnects (known
+        only through ``receive``), e.g. when http/protocol.py aborts a client that stopped
+        reading, so the rest of the body is never read."""
         headers = dict(response.headers)
         if allowed == NO_CORS:
             headers = {k: v for k, v in headers.items() if not k.startswith("access-control-")}
@@ -179,9 +183,11 @@ class App:
             return
         try:
             await send({"type": "http.response.start", "status": response.status, "headers": raw})
-            async for piece in body:
-                if method != "HEAD":
-                    await send({"type": "http.response.body", "body": piece, "more_body": True})
+            pieces = _send_pieces(send, body, method)
+            if receive is None:
+                await pieces
+            elif await _unless_disconnected(pieces, receive) is None:
+                return  # the client left, or stopped reading and was cut off: read no further
         finally:
             await body.aclose()
         await send({"type": "http.response.body", "body": b""})
@@ -224,6 +230,13 @@ async def _unless_disconnected(work, receive):
         raise
     finally:
         watcher.cancel()
+
+
+async def _send_pieces(send, body, method: str) -> bool:
+    async for piece in body:
+        if method != "HEAD":
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+    return True
 
 
 async def _read_body(receive) -> bytes | None:
