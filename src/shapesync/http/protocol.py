@@ -240,9 +240,10 @@ class HttpProtocol(HttpToolsProtocol):
             content.extend([name, b": ", value, b"\r\n"])
         if status == 503:
             content.append(b"retry-after: %d\r\n" % RETRY_AFTER_SECONDS)
+        content.append(b"content-type: application/json\r\n")
+        if not getattr(self, "url", b"").startswith(b"/v1/admin"):  # never CORS on admin
+            content.append(b"access-control-allow-origin: *\r\n")
         content.extend([
-            b"content-type: application/json\r\n",
-            b"access-control-allow-origin: *\r\n",
             b"cache-control: max-age=0, private, must-revalidate\r\n",
             b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
             b"connection: close\r\n",
