@@ -265,8 +265,9 @@ def files_open(pid: int, name: str) -> int:
 
 
 def test_clients_that_stop_reading_are_cut_off(limited, db):
-    """10 clients ask for a 10 MB response and never read it: the server holds what the
-    socket does not take until the send timeout (3 s here), then aborts them and frees it."""
+    """10 clients ask for a 10 MB response and never read it: the chunk streams from its
+    file in bounded pieces, so each holds at most a piece and the write buffer, until the
+    send timeout (3 s here) aborts them and frees that too."""
     pid = limited.proc.pid
     path = _big_log_chunk(limited.url, db)
     time.sleep(0.5)
@@ -287,7 +288,7 @@ def test_clients_that_stop_reading_are_cut_off(limited, db):
     print(f"RSS held by 10 stalled 10 MB responses: +{held} MiB; cut off {waited and round(waited, 1)} s later; "
           f"then +{left} MiB")
     assert waited is not None, "stalled clients were not cut off"
-    assert held > 20, "the test did not stall the responses"
+    assert held < 15, f"10 stalled responses held +{held} MiB: bodies are not streamed"
     assert left < 15, f"RSS still +{left} MiB after the stalled clients were cut off"
     assert not probe.failures and probe.worst < 1.0
 
