@@ -131,38 +131,42 @@ def test_a_locked_table_answers_503_without_holding_up_other_tables_or_the_app(
     db.execute("CREATE TABLE free (id int PRIMARY KEY, v text)")
     db.execute("INSERT INTO busy VALUES (1, 'a')")
     reader = psycopg.connect(database)  # idle in transaction, holding ACCESS SHARE on busy
+    answers: list[httpx.Response] = []
+    app_waited: list[float] = []
+
+    def app_query() -> None:
+        with psycopg.connect(database, autocommit=True) as conn:
+            t0 = time.monotonic()
+            conn.execute("SELECT count(*) FROM busy").fetchone()
+            app_waited.append(time.monotonic() - t0)
+
     try:
         reader.execute("SELECT * FROM busy").fetchall()
         started = time.monotonic()
-        r = get(server, "busy")
-        assert r.status_code == 503, r.text
-        assert r.headers["retry-after"] and "locked" in r.json()["message"]
-        assert time.monotonic() - started < 5
-        # meanwhile: other tables get shapes at once, health answers, and the app's own
-        # queries on the locked table are never queued behind us for long
-        app_waited: list[float] = []
-
-        def app_query() -> None:
-            with psycopg.connect(database, autocommit=True) as conn:
-                t0 = time.monotonic()
-                conn.execute("SELECT count(*) FROM busy").fetchone()
-                app_waited.append(time.monotonic() - t0)
-
-        app = threading.Thread(target=app_query)
-        request = threading.Thread(target=get, args=(server, "busy"))
+        request = threading.Thread(target=lambda: answers.append(get(server, "busy")))
         request.start()
-        time.sleep(0.1)
+        time.sleep(0.15)  # our lock request is queued now: the app's query lines up behind it
+        app = threading.Thread(target=app_query)
         app.start()
-        started = time.monotonic()
-        assert get(server, "free").status_code == 200
-        assert time.monotonic() - started < 3
+        t0 = time.monotonic()
+        assert get(server, "free").status_code == 200  # other tables meanwhile
+        assert time.monotonic() - t0 < 3
         assert_healthy(server)
         request.join(10)
         app.join(10)
+        assert answers[0].status_code == 503, answers[0].text
+        assert answers[0].headers["retry-after"] and "locked" in answers[0].json()["message"]
+        assert time.monotonic() - started < 5
         assert app_waited and app_waited[0] < 2.0, app_waited
+        # retried at once: answered without another lock request while backing off
+        t0 = time.monotonic()
+        assert get(server, "busy").status_code == 503 and time.monotonic() - t0 < 0.3
     finally:
         reader.close()
-    r = get(server, "busy")
+    deadline = time.monotonic() + 15
+    while (r := get(server, "busy")).status_code == 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
     assert r.status_code == 200
     assert "public.busy" in published(db)
 
@@ -219,3 +223,61 @@ def test_a_database_that_went_away_is_a_503_that_names_no_host(tmp_path):
             server.stop()
     finally:
         cluster.stop("immediate")
+
+
+def test_a_writer_open_longer_than_the_lock_timeout_is_waited_for_on_every_attempt(
+        server_factory, database, db):
+    """The table joins the publication only together with the wait for writers in flight
+    (one transaction): a timed-out attempt changes nothing, so the next one waits again,
+    and the writer's rows are in the snapshot, never lost."""
+    server = server_factory({"SHAPESYNC_DDL_LOCK_TIMEOUT": "300"}).start()
+    db.execute("CREATE TABLE w (id int PRIMARY KEY, v text)")
+    db.execute("ALTER TABLE w REPLICA IDENTITY FULL")  # only the publication is missing
+    writer = psycopg.connect(database)
+    try:
+        writer.execute("INSERT INTO w VALUES (1, 'written before the shape')")
+        r = get(server, "w")
+        assert r.status_code == 503 and r.headers["retry-after"], r.text
+        assert "public.w" not in published(db), "a timed-out attempt changed the publication"
+        r = get(server, "w")  # at once again: no new lock request while backing off
+        assert r.status_code == 503
+        writer.commit()
+    finally:
+        writer.close()
+    deadline = time.monotonic() + 15
+    while (r := get(server, "w")).status_code == 503:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert r.status_code == 200
+    follower = ShapeFollower(server.url, "w")
+    assert follower.sync() == table_rows(db, "w")
+    db.execute("INSERT INTO w VALUES (2, 'after')")
+    expected = table_rows(db, "w")
+    assert follower.wait_for(lambda rows: rows == expected) == expected
+
+
+def test_unlogged_and_row_secured_tables_and_filtered_publications_are_400(
+        server_factory, database, db, tmp_path):
+    server = server_factory().start()
+    db.execute("CREATE UNLOGGED TABLE scratch (id int PRIMARY KEY)")
+    r = get(server, "scratch")
+    assert r.status_code == 400 and "unlogged" in r.json()["root_table"][0]
+    db.execute("CREATE TABLE filtered (id int PRIMARY KEY, v text)")
+    assert get(server, "filtered").status_code == 200  # creates the publication
+    publication = db.execute("SELECT pubname FROM pg_publication").fetchone()[0]
+    db.execute(f'ALTER PUBLICATION "{publication}" SET TABLE filtered WHERE (id > 10)')
+    r = get(server, "filtered", where="id > 0")
+    assert r.status_code == 400 and "row filter" in r.json()["root_table"][0], r.text
+    role = "rls_" + conninfo_to_dict(database)["dbname"]
+    db.execute(f"CREATE ROLE {role} LOGIN REPLICATION")
+    db.execute(f"GRANT CREATE ON DATABASE {conninfo_to_dict(database)['dbname']} TO {role}")
+    db.execute("CREATE TABLE guarded (id int PRIMARY KEY)")
+    db.execute("ALTER TABLE guarded ENABLE ROW LEVEL SECURITY")
+    db.execute(f"GRANT SELECT ON guarded TO {role}")
+    limited = ServerProcess(_role_dsn(database, role), tmp_path / "limited",
+                            {"REPLICATION_STREAM_ID": "rls"}).start()
+    try:
+        r = get(limited, "guarded")
+        assert r.status_code == 400 and "row-level security" in r.json()["root_table"][0]
+    finally:
+        limited.stop()

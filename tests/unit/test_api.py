@@ -38,6 +38,7 @@ class FakeTenant:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.id = "db"
         self.status = "active"
         self.removed = False
         self.closed = False

@@ -9,6 +9,7 @@ waiting for changes) are the layers below, and bodies are framed by ``render``.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Protocol
 
@@ -41,6 +42,7 @@ MISMATCH = (
     "is correct or omit the shape ID from the request to obtain a new one."
 )
 Errors = dict[str, list[str]]
+log = logging.getLogger(__name__)
 
 
 class Tenant(Protocol):
@@ -48,6 +50,7 @@ class Tenant(Protocol):
     ``table`` and ``get_or_create`` raise NotReady once the database is removed or the
     server stops (``table`` also before it is first connected)."""
 
+    id: str
     status: str  # "starting", "active" or "stopping"
     removed: bool
 
@@ -168,6 +171,9 @@ class ShapeApi:
             return _unavailable(str(exc))
         except TableLookupError as exc:  # found, but it cannot be prepared for replication
             return json_response(400, {"root_table": [str(exc)]})
+        except OSError as exc:  # reading the shape's files (too many open files, say)
+            log.error("serving a shape of database %s failed: %s", tenant.id, exc)
+            return _unavailable("the server cannot read the shape now: try again shortly")
 
     async def _get_shape(self, tenant: Tenant, request: Request, root_table: str,
                          retry: bool = True) -> Response:

@@ -15,8 +15,12 @@ class TableLookupError(ValueError):
 
 _TABLE_SQL = """
 SELECT c.oid, n.nspname, c.relname, c.relkind, c.relispartition,
-       has_table_privilege(c.oid, 'SELECT')
+       has_table_privilege(c.oid, 'SELECT'), c.relpersistence,
+       -- row-level security that applies to us: snapshots would be filtered, the stream not
+       c.relrowsecurity AND NOT r.rolsuper AND NOT r.rolbypassrls
+           AND (c.relforcerowsecurity OR NOT pg_has_role(c.relowner, 'USAGE'))
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_roles r ON r.rolname = current_user
 WHERE c.oid = to_regclass(%s)
 """
 # Relations whose changes logical replication never carries, or that belong to Postgres.
@@ -53,14 +57,17 @@ async def load_table(conn: psycopg.AsyncConnection, schema: str | None, name: st
             )
     qualified = quote_ident(name) if schema is None else f"{quote_ident(schema)}.{quote_ident(name)}"
     shown = name if schema is None else f"{schema}.{name}"
-    cur = await conn.execute(_TABLE_SQL, (qualified,))
+    try:
+        cur = await conn.execute(_TABLE_SQL, (qualified,))
+    except psycopg.errors.InsufficientPrivilege:  # e.g. no USAGE on the named schema
+        raise TableLookupError(f'permission denied for table "{shown}"') from None
     row = await cur.fetchone()
     if row is None:
         raise TableLookupError(
             f'Table "{shown}" does not exist. If the table name contains capitals or special '
             "characters you must quote it."
         )
-    oid, nsp, relname, relkind, is_partition, readable = row
+    oid, nsp, relname, relkind, is_partition, readable, persistence, row_security = row
     if is_system_schema(nsp):
         raise TableLookupError(
             f'Table "{nsp}.{relname}" is a system table: shapes are made of user tables only')
@@ -71,6 +78,13 @@ async def load_table(conn: psycopg.AsyncConnection, schema: str | None, name: st
             f'Table "{nsp}.{relname}" is a partition: make the shape on its partitioned table')
     if not readable:
         raise TableLookupError(f'permission denied for table "{nsp}.{relname}"')
+    if persistence != "p":
+        raise TableLookupError(
+            f'Table "{nsp}.{relname}" is unlogged or temporary: its changes are not replicated')
+    if row_security:
+        raise TableLookupError(
+            f'Table "{nsp}.{relname}" has row-level security for the server\'s role: its '
+            "snapshot would be filtered and its changes not")
     cur = await conn.execute(_PK_SQL, (oid,))
     pk_row = await cur.fetchone()
     pk_attnums = list(pk_row[0]) if pk_row else []

@@ -34,8 +34,13 @@ async def ensure_publication(conn: psycopg.AsyncConnection, publication: str) ->
         "SELECT pubviaroot FROM pg_publication WHERE pubname = %s", (publication,))
     row = await cur.fetchone()
     if row is not None and not row[0]:
-        await conn.execute(
-            sql.SQL("ALTER PUBLICATION {} SET (publish_via_partition_root = true)").format(name))
+        try:
+            await conn.execute(sql.SQL(
+                "ALTER PUBLICATION {} SET (publish_via_partition_root = true)").format(name))
+        except psycopg.errors.InsufficientPrivilege:
+            log.warning("publication %s is not ours to alter: partitioned tables need it to "
+                        "publish_via_partition_root (ALTER PUBLICATION ... SET "
+                        "(publish_via_partition_root = true))", publication)
     if conn.info.server_version >= 180000:
         cur = await conn.execute(
             "SELECT pubgencols::text FROM pg_publication WHERE pubname = %s", (publication,)
@@ -95,35 +100,46 @@ async def prepare_table(
     When the table joins the publication, a transaction that wrote to it before that (in
     WAL order) and commits later has those changes decoded as unpublished, so the stream
     never carries them; a snapshot taken while it is still open does not contain them
-    either. So before returning (and before the caller takes its snapshot) wait for every
-    such writer to finish: they then are visible to the snapshot. ALTER TABLE ... REPLICA
-    IDENTITY waits for them by itself (ACCESS EXCLUSIVE); otherwise a SHARE lock, which
-    conflicts with the writers' ROW EXCLUSIVE, does, and is released at once.
+    either. So everything runs in one transaction that first takes a SHARE lock on the
+    table (it conflicts with writers' ROW EXCLUSIVE: every writer in flight finishes first,
+    and is then visible to the snapshot; new ones wait for our commit), and only then joins
+    the publication and alters identities. All or nothing: a timeout leaves the table as it
+    was, so a retry waits for the writers again.
 
-    Every statement runs with ``lock_timeout``: a table that another session keeps locked
-    raises TableBusy after that long, and the application's own queries on it, queued
-    behind our lock request, wait no longer than that either. Use a connection of its own.
+    ``lock_timeout`` bounds each lock wait: a table that another session keeps locked raises
+    TableBusy, and the application's own queries on it, queued behind our lock request,
+    wait no longer than that either. Use a connection of its own.
     """
     ident = sql.Identifier(schema, table)
-    await conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{lock_timeout_ms}ms",))
     qualified = f"{quote_ident(schema)}.{quote_ident(table)}"
-    in_schema = _IN_SCHEMA_SQL if conn.info.server_version >= 150000 else ""
-    cur = await conn.execute(_PUBLISHED_SQL.format(in_schema=in_schema),
-                             {"pub": publication, "t": qualified})
-    added = await cur.fetchone() is None
+    recent = conn.info.server_version >= 150000
+    cur = await conn.execute(
+        _PUBLISHED_SQL.format(in_schema=_IN_SCHEMA_SQL if recent else "",
+                              filtered=_FILTERED_SQL if recent else "false"),
+        {"pub": publication, "t": qualified})
+    row = await cur.fetchone()
+    if row is not None and row[0]:
+        raise TableNotPrepared(
+            f'Table "{schema}.{table}" is published with a row filter or a column list: '
+            "shapes need every row and column of it")
+    added = row is None
     cur = await conn.execute(_NOT_FULL_SQL, {"t": qualified})
     not_full = [(nsp, rel) for nsp, rel in await cur.fetchall()]
+    if not added and not not_full:
+        return  # prepared already (by us, or by the operator): no DDL at all
     try:
-        if added:
-            await conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
-                sql.Identifier(publication), ident))
-            log.info("added %s.%s to publication %s", schema, table, publication)
-        for nsp, rel in not_full:
-            await conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(
-                sql.Identifier(nsp, rel)))
-        if added and not not_full:
-            async with conn.transaction():
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('lock_timeout', %s, true)",
+                               (f"{lock_timeout_ms}ms",))
+            if added:
                 await conn.execute(sql.SQL("LOCK TABLE {} IN SHARE MODE").format(ident))
+                await conn.execute(sql.SQL("ALTER PUBLICATION {} ADD TABLE {}").format(
+                    sql.Identifier(publication), ident))
+            for nsp, rel in not_full:
+                await conn.execute(sql.SQL("ALTER TABLE {} REPLICA IDENTITY FULL").format(
+                    sql.Identifier(nsp, rel)))
+        if added:
+            log.info("added %s.%s to publication %s", schema, table, publication)
     except psycopg.errors.LockNotAvailable:
         raise TableBusy(f"{schema}.{table}") from None
     except psycopg.errors.InsufficientPrivilege:
@@ -131,21 +147,33 @@ async def prepare_table(
             f'Table "{schema}.{table}" is not prepared for replication and the server\'s role '
             f"may not prepare it: as its owner run ALTER PUBLICATION {quote_ident(publication)} "
             f"ADD TABLE {quote_ident(schema)}.{quote_ident(table)}; ALTER TABLE "
-            f"{quote_ident(schema)}.{quote_ident(table)} REPLICA IDENTITY FULL"
+            f"{quote_ident(schema)}.{quote_ident(table)} REPLICA IDENTITY FULL (and the same "
+            "on each partition of a partitioned table)"
         ) from None
+    except (psycopg.errors.WrongObjectType, psycopg.errors.FeatureNotSupported,
+            psycopg.errors.ObjectNotInPrerequisiteState) as exc:
+        log.warning("preparing %s.%s for replication failed: %s", schema, table,
+                    str(exc).strip())
+        raise TableNotPrepared(
+            f'Table "{schema}.{table}" cannot be prepared for logical replication '
+            f"(Postgres error {exc.sqlstate}; the server log has the details)") from None
 
 
 # Whether the publication covers the table: listed, FOR ALL TABLES, or (Postgres 15+) FOR
 # TABLES IN its schema. From the catalog tables, not the pg_publication_tables view, which
 # opens (and so locks) every published table.
 _PUBLISHED_SQL = """
-SELECT 1 FROM pg_publication p
+SELECT {filtered} FROM pg_publication p
 WHERE p.pubname = %(pub)s AND (
     p.puballtables
     OR EXISTS (SELECT 1 FROM pg_publication_rel r
                WHERE r.prpubid = p.oid AND r.prrelid = %(t)s::regclass)
     {in_schema})
 """
+# (Postgres 15+) true when the table is listed with a row filter or a column list.
+_FILTERED_SQL = """EXISTS (SELECT 1 FROM pg_publication_rel r
+               WHERE r.prpubid = p.oid AND r.prrelid = %(t)s::regclass
+               AND (r.prqual IS NOT NULL OR r.prattrs IS NOT NULL))"""
 _IN_SCHEMA_SQL = """OR EXISTS (SELECT 1 FROM pg_publication_namespace pn JOIN pg_class c
                ON c.relnamespace = pn.pnnspid
                WHERE pn.pnpubid = p.oid AND c.oid = %(t)s::regclass)"""

@@ -41,15 +41,17 @@ class ShapeRegistry:
 
     def restore(self) -> None:
         """Load every shape directory. Damaged ones (no metadata, a snapshot that never
-        completed, a where clause that no longer compiles) are deleted; one that cannot be
-        read now (an I/O error, too many open files) is left on disk, untouched."""
-        for directory in sorted(p for p in self.root.iterdir() if p.is_dir()):
+        completed, a where clause that no longer compiles) are deleted. One that cannot be
+        read now (an I/O error, too many open files) is never deleted: it is set aside as
+        ``.unreadable-<id>`` for the operator and not served again (replication goes on
+        without it, so it would have a gap; its clients refetch into a new shape)."""
+        for directory in sorted(p for p in self.root.iterdir()
+                                if p.is_dir() and not p.name.startswith(".")):
             try:
                 shape = self._load(directory)
             except OSError as exc:
                 if not isinstance(exc, FileNotFoundError):
-                    log.error("shape directory %s cannot be read now (%s): kept on disk, not "
-                              "served until a restart can read it", directory.name, exc)
+                    self._set_aside(directory, exc)
                     continue
                 log.warning("removing shape directory %s: %s", directory.name, exc)
                 shutil.rmtree(directory, ignore_errors=True)
@@ -67,6 +69,18 @@ class ShapeRegistry:
             self._index(shape)
             log.info("restored shape %s on %s.%s at %s", shape.id, shape.definition.schema,
                      shape.definition.table, shape.storage.last_offset)
+
+    @staticmethod
+    def _set_aside(directory: Path, exc: OSError) -> None:
+        target = directory.with_name(f".unreadable-{directory.name}")
+        try:
+            directory.rename(target)
+        except OSError as rename_exc:
+            log.error("shape directory %s cannot be read (%s) nor set aside (%s): not served; "
+                      "remove or fix it before the next start", directory, exc, rename_exc)
+            return
+        log.error("shape directory %s cannot be read (%s): set aside as %s, not served",
+                  directory.name, exc, target.name)
 
     def _load(self, directory: Path) -> Shape:
         meta = ShapeStorage.read_meta(directory)

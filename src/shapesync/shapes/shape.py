@@ -90,10 +90,10 @@ class Shape:
 
     async def wait_snapshot(self) -> None:
         await self._snapshot_done.wait()
+        if self.gone_reason:  # removed (its snapshot then fails too): clients refetch
+            raise ShapeGone(self.gone_reason)
         if self.snapshot_error:
             raise RuntimeError(self.snapshot_error)
-        if self.gone_reason:
-            raise ShapeGone(self.gone_reason)
 
     # -- live waiters --------------------------------------------------------------------
     async def read_when_available(

@@ -10,12 +10,15 @@ them to readers and wakes their long-polls.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 from shapesync.changes import Relation, Transaction
 from shapesync.shapes.consumer import Truncated
 from shapesync.shapes.registry import ShapeRegistry
 from shapesync.shapes.shape import Shape
+
+log = logging.getLogger(__name__)
 
 
 class ShapeSink:
@@ -61,17 +64,23 @@ class ShapeSink:
         for shape in dirty:
             shape.storage.write_pending()
 
-        def sync_all() -> list[Shape]:
-            synced = []
+        def sync_all() -> tuple[list[Shape], list[tuple[Shape, OSError]]]:
+            synced, failed = [], []
             for shape in dirty:
                 try:
                     shape.storage.sync()
                     synced.append(shape)
-                except OSError:
-                    if not shape.gone_reason:  # removed meanwhile: its files are gone
-                        raise
-            return synced
+                except OSError as exc:
+                    if not shape.gone_reason:  # (removed meanwhile: its files are gone)
+                        failed.append((shape, exc))
+            return synced, failed
 
-        for shape in await asyncio.to_thread(sync_all):
+        synced, failed = await asyncio.to_thread(sync_all)
+        for shape in synced:
             shape.storage.publish()
             shape.notify()
+        for shape, exc in failed:
+            # Its log on disk is behind what it holds in memory: the shape cannot go on.
+            # Dropping it (clients refetch) loses nothing, and the others stay durable.
+            log.error("shape %s: writing its log failed (%s): removing it", shape.id, exc)
+            self.remove(shape, "the shape's log could not be written")

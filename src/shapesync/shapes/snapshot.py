@@ -69,8 +69,8 @@ async def run_snapshot(conninfo: str, shape: Shape) -> bool:
         shape.mark_snapshot_complete()
         log.info("shape %s: snapshot of %d rows complete", shape.id, rows)
         return True
-    except asyncio.CancelledError:
-        shape.mark_failed("server shutting down")
+    except asyncio.CancelledError:  # server shutting down, or the shape was removed
+        shape.mark_failed("snapshot cancelled")
         raise
     except Exception as exc:  # noqa: BLE001 - reported to the waiting requests
         log.error("shape %s: snapshot failed: %s", shape.id, exc)

@@ -8,6 +8,7 @@ definition or id, shape creation and deletion. One that fails never holds up ano
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import shutil
 
@@ -72,6 +73,9 @@ class Tenant:
         self._catalog: psycopg.AsyncConnection | None = None
         self._catalog_lock = asyncio.Lock()
         self._table_locks: dict[tuple[str, str], asyncio.Lock] = {}  # shape creation per table
+        # a table whose preparation timed out: no new attempt (and lock request) before then
+        self._busy_until: dict[tuple[str, str], float] = {}
+        self._snapshot_tasks: dict[str, asyncio.Task] = {}  # by shape id, while running
         self._tables: dict[tuple[str | None, str], TableInfo] = {}
         self._prepared = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
@@ -190,6 +194,10 @@ class Tenant:
             except psycopg.OperationalError as exc:
                 log.warning("database %s: catalog query failed: %s", self.id, str(exc).strip())
                 raise NotReady("the database is unreachable") from None
+            except psycopg.Error as exc:
+                log.warning("database %s: looking up %s failed: %s", self.id, name,
+                            str(exc).strip())
+                raise NotReady("the database could not look the table up") from None
         self._tables[(schema, name)] = info
         return info
 
@@ -228,7 +236,19 @@ class Tenant:
             self.ensure_open()
             if (shape := self.find_shape(definition)) is not None:
                 return shape
-            await self._prepare_table(table)
+            key = (table.schema, table.name)
+            loop = asyncio.get_running_loop()
+            if loop.time() < self._busy_until.get(key, 0.0):
+                raise Busy(f'Table "{table.schema}.{table.name}" is locked by another '
+                           "session: try again shortly")
+            try:
+                await self._prepare_table(table)
+            except Busy:
+                # Every attempt queues a lock request that the application's queries on the
+                # table wait behind: clients retrying must not add more of them.
+                self._busy_until[key] = loop.time() + RETRY_AFTER_S
+                raise
+            self._busy_until.pop(key, None)
             self.ensure_open()
             if where is None and definition.where is not None:
                 where = compile_definition_where(definition, table)
@@ -244,8 +264,15 @@ class Tenant:
             log.info("created shape %s on %s.%s", shape.id, table.schema, table.name)
             task = asyncio.create_task(self._snapshot(shape), name=f"snapshot-{shape.id}")
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._snapshot_tasks[shape.id] = task
+            task.add_done_callback(functools.partial(self._snapshot_done, shape_id=shape.id))
             return shape
+
+    def _snapshot_done(self, task: asyncio.Task, shape_id: str) -> None:
+        """Whatever ended the snapshot task (even a cancellation before it ran)."""
+        self._tasks.discard(task)
+        self._snapshot_tasks.pop(shape_id, None)
+        self.snapshot_slots.release()
 
     def _make_room(self) -> None:
         """Below ELECTRIC_MAX_SHAPES, drop the least recently used shapes (409 for them)."""
@@ -256,8 +283,8 @@ class Tenant:
             log.info("database %s: %d shapes, at most %d (ELECTRIC_MAX_SHAPES): dropping the "
                      "least recently used, %s", self.id, len(self.registry), self.max_shapes,
                      victim.id)
-            self.sink.remove(victim, "the server keeps a limited number of shapes and this "
-                                     "one was the least recently used")
+            self._remove(victim, "the server keeps a limited number of shapes and this one "
+                                 "was the least recently used")
 
     async def _prepare_table(self, table: TableInfo) -> None:
         """Publication membership and replica identity, on a connection of its own with a
@@ -285,15 +312,20 @@ class Tenant:
             raise NotReady("the database could not prepare the table for replication") from None
 
     async def _snapshot(self, shape: Shape) -> None:
-        try:
-            if not await run_snapshot(self.conninfo, shape):
-                self.sink.remove(shape, "snapshot failed")
-        finally:
-            self.snapshot_slots.release()
+        if not await run_snapshot(self.conninfo, shape):
+            self.sink.remove(shape, "snapshot failed")
 
     def delete_shape(self, shape: Shape, reason: str) -> None:
         """Remove a shape (its clients get 409 and refetch)."""
+        self._remove(shape, reason)
+
+    def _remove(self, shape: Shape, reason: str) -> None:
+        """Remove a shape; a snapshot still running for it is cancelled (its thread,
+        connection and snapshot slot are freed rather than spent on a file nobody reads)."""
         self.sink.remove(shape, reason)
+        task = self._snapshot_tasks.get(shape.id)
+        if task is not None:
+            task.cancel()
 
     def wake_all(self) -> None:
         """Answer every live waiter now (shutdown must not wait for them)."""
