@@ -44,6 +44,24 @@ def _seconds(name: str, value: str) -> float:
     return number
 
 
+# Numeric environment variables: name -> (Settings attribute, minimum value).
+_INTEGERS = {
+    "PORT": ("port", 1),
+    "LOG_CHUNK_BYTES_THRESHOLD": ("chunk_bytes_threshold", 1),
+    "CACHE_MAX_AGE": ("cache_max_age", 0),
+    "CACHE_STALE_AGE": ("cache_stale_age", 0),
+    "ELECTRIC_MAX_SHAPES": ("max_shapes", 0),
+    "SHAPESYNC_MAX_CONCURRENT_SNAPSHOTS": ("max_concurrent_snapshots", 1),
+    "SHAPESYNC_DDL_LOCK_TIMEOUT": ("ddl_lock_timeout_ms", 1),
+    "SHAPESYNC_MAX_HEADER_BYTES": ("max_header_bytes", 1024),
+    "SHAPESYNC_MAX_CONNECTIONS": ("max_connections", 0),
+}
+_SECONDS = {  # name -> attribute; finite, >= 0
+    "SHAPESYNC_HEADER_TIMEOUT": "header_timeout",
+    "SHAPESYNC_SEND_TIMEOUT": "send_timeout",
+}
+
+
 @dataclass
 class Settings:
     database_url: str | None = None
@@ -80,46 +98,25 @@ class Settings:
         s.database_id = env.get("DATABASE_ID") or None
         if s.database_id and not s.database_url:
             raise ConfigError("DATABASE_ID is set but DATABASE_URL is not")
-        if "PORT" in env:
-            s.port = _int("PORT", env["PORT"], 1)
+        for name, (attribute, minimum) in _INTEGERS.items():
+            if name in env:
+                setattr(s, attribute, _int(name, env[name], minimum))
+        for name, attribute in _SECONDS.items():
+            if name in env:
+                setattr(s, attribute, _seconds(name, env[name]))
         if env.get("LISTEN_ON_IPV6") and _bool(env["LISTEN_ON_IPV6"]):
             s.host = "::"
         if "STORAGE_DIR" in env:
             s.storage_dir = Path(env["STORAGE_DIR"])
-        if "LOG_CHUNK_BYTES_THRESHOLD" in env:
-            s.chunk_bytes_threshold = _int("LOG_CHUNK_BYTES_THRESHOLD", env["LOG_CHUNK_BYTES_THRESHOLD"], 1)
-        if "CACHE_MAX_AGE" in env:
-            s.cache_max_age = _int("CACHE_MAX_AGE", env["CACHE_MAX_AGE"])
-        if "CACHE_STALE_AGE" in env:
-            s.cache_stale_age = _int("CACHE_STALE_AGE", env["CACHE_STALE_AGE"])
         if _bool(env.get("ENABLE_INTEGRATION_TESTING", "")) or _bool(env.get("ALLOW_SHAPE_DELETION", "")):
             s.allow_shape_deletion = True
         if "REPLICATION_STREAM_ID" in env:
             s.replication_stream_id = env["REPLICATION_STREAM_ID"]
         if "LOG_LEVEL" in env:
             s.log_level = env["LOG_LEVEL"].lower()
-        if "ELECTRIC_MAX_SHAPES" in env:
-            s.max_shapes = _int("ELECTRIC_MAX_SHAPES", env["ELECTRIC_MAX_SHAPES"])
-        if "SHAPESYNC_MAX_CONCURRENT_SNAPSHOTS" in env:
-            s.max_concurrent_snapshots = _int(
-                "SHAPESYNC_MAX_CONCURRENT_SNAPSHOTS", env["SHAPESYNC_MAX_CONCURRENT_SNAPSHOTS"], 1)
-        if "SHAPESYNC_DDL_LOCK_TIMEOUT" in env:
-            s.ddl_lock_timeout_ms = _int(
-                "SHAPESYNC_DDL_LOCK_TIMEOUT", env["SHAPESYNC_DDL_LOCK_TIMEOUT"], 1)
         s.secret = env.get("ELECTRIC_SECRET") or None  # empty counts as unset
-        s._client_limits_from_env(env)
         s.validate()
         return s
-
-    def _client_limits_from_env(self, env: dict[str, str]) -> None:
-        if "SHAPESYNC_HEADER_TIMEOUT" in env:
-            self.header_timeout = _seconds("SHAPESYNC_HEADER_TIMEOUT", env["SHAPESYNC_HEADER_TIMEOUT"])
-        if "SHAPESYNC_MAX_HEADER_BYTES" in env:
-            self.max_header_bytes = _int("SHAPESYNC_MAX_HEADER_BYTES", env["SHAPESYNC_MAX_HEADER_BYTES"], 1024)
-        if "SHAPESYNC_SEND_TIMEOUT" in env:
-            self.send_timeout = _seconds("SHAPESYNC_SEND_TIMEOUT", env["SHAPESYNC_SEND_TIMEOUT"])
-        if "SHAPESYNC_MAX_CONNECTIONS" in env:
-            self.max_connections = _int("SHAPESYNC_MAX_CONNECTIONS", env["SHAPESYNC_MAX_CONNECTIONS"])
 
     def validate(self) -> None:
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", self.replication_stream_id):
