@@ -54,9 +54,13 @@ async def ensure_publication(conn: psycopg.AsyncConnection, publication: str) ->
 
 
 async def ensure_slot(conn: psycopg.AsyncConnection, slot: str) -> bool:
-    """Create the logical slot if missing; return True when it had to be created."""
+    """Create the logical slot if missing, or again if Postgres invalidated it (wal_status
+    ``lost``: the WAL it needed is gone, e.g. past ``max_slot_wal_keep_size``); return True
+    when it had to be created (changes since the old position are lost to us)."""
+    lost = "wal_status = 'lost'" if conn.info.server_version >= 130000 else "false"
     cur = await conn.execute(
-        "SELECT plugin, database, current_database() FROM pg_replication_slots WHERE slot_name = %s",
+        f"SELECT plugin, database, current_database(), {lost} FROM pg_replication_slots "
+        "WHERE slot_name = %s",
         (slot,),
     )
     row = await cur.fetchone()
@@ -68,7 +72,11 @@ async def ensure_slot(conn: psycopg.AsyncConnection, slot: str) -> bool:
                 f"replication slot {slot} belongs to database {row[1]}; set REPLICATION_STREAM_ID "
                 "to a name unique in this Postgres cluster"
             )
-        return False
+        if not row[3]:
+            return False
+        log.warning("replication slot %s was invalidated by Postgres (the WAL it needed was "
+                    "removed): dropping and creating it again", slot)
+        await drop_slot(conn, slot)
     await conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
     log.info("created replication slot %s", slot)
     return True
@@ -193,6 +201,25 @@ FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.r
 WHERE c.relreplident <> 'f'
 ORDER BY c.oid <> %(t)s::regclass, c.relname
 """
+
+
+async def unpublished_tables(conn: psycopg.AsyncConnection, publication: str,
+                             oids: list[int]) -> set[int]:
+    """Which of the tables ``oids`` were dropped or are no longer covered by the publication
+    (their changes no longer reach us)."""
+    in_schema = ("OR EXISTS (SELECT 1 FROM pg_publication_namespace pn WHERE "
+                 "pn.pnpubid = p.oid AND pn.pnnspid = c.relnamespace)"
+                 if conn.info.server_version >= 150000 else "")
+    cur = await conn.execute(f"""
+        SELECT t.oid::int FROM unnest(%(oids)s::oid[]) AS t(oid)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM pg_class c JOIN pg_publication p ON p.pubname = %(pub)s
+            WHERE c.oid = t.oid AND (
+                p.puballtables
+                OR EXISTS (SELECT 1 FROM pg_publication_rel r
+                           WHERE r.prpubid = p.oid AND r.prrelid = c.oid)
+                {in_schema}))""", {"oids": oids, "pub": publication})
+    return {row[0] for row in await cur.fetchall()}
 
 
 async def database_identity(conn: psycopg.AsyncConnection) -> str:

@@ -51,9 +51,6 @@ class ShapeSink:
         self._dirty.discard(shape)
         self.registry.remove(shape, reason)
 
-    def remove_all(self, reason: str) -> None:
-        for shape in self.registry.all():
-            self.remove(shape, reason)
 
     @property
     def has_unflushed(self) -> bool:

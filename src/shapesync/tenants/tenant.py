@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT_S = 10
 RETRY_AFTER_S = 5  # what 503 answers tell clients to wait
+TABLE_CHECK_INTERVAL_S = 2.0  # how often dropped or unpublished tables are looked for
 
 
 class NotReady(RuntimeError):
@@ -80,21 +81,24 @@ class Tenant:
         self._prepared = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._task: asyncio.Task | None = None
+        self._watcher: asyncio.Task | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         self.registry.restore()
         log.info("database %s: %s, %d shapes restored", self.id, redact(self.dsn), len(self.registry))
         self._task = asyncio.create_task(self.replication.run(), name=f"replication-{self.id}")
+        self._watcher = asyncio.create_task(self._watch_tables(), name=f"tables-{self.id}")
 
     async def stop(self) -> None:
         self.status = "stopping"
         self.closed = True
         self.registry.wake_all()
         await self.replication.stop()
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._watcher):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         # Closed above: a shape creation in flight stops at its next ensure_open, before
         # it starts a snapshot task.
         for task in list(self._tasks):
@@ -139,7 +143,8 @@ class Tenant:
         async with self._catalog_lock:
             conn = await self._catalog_conn()
             state = self._load_state()
-            if await setup.ensure_publication(conn, self.publication_name):
+            publication_created = await setup.ensure_publication(conn, self.publication_name)
+            if publication_created:
                 # saved at once: a removal that interrupts us must know to drop it
                 state["created_publication"] = True
                 self._save_state(state)
@@ -148,10 +153,15 @@ class Tenant:
         previous = state.get("identity")
         if previous is not None and previous != identity and len(self.registry):
             log.warning("database identity changed (%s -> %s): dropping all shapes", previous, identity)
-            self.sink.remove_all("the database was replaced or restored")
+            self._remove_all("the database was replaced or restored")
         elif created and len(self.registry):
-            log.warning("replication slot was missing and had to be created: dropping all shapes")
-            self.sink.remove_all("the replication slot was lost")
+            log.warning("replication slot was missing or invalidated and had to be created: "
+                        "dropping all shapes")
+            self._remove_all("the replication slot was lost")
+        elif publication_created and len(self.registry):
+            log.warning("publication %s was missing and had to be created: dropping all shapes",
+                        self.publication_name)
+            self._remove_all("the publication was dropped")
         self._save_state({**state, "identity": identity})
         self._prepared.set()
 
@@ -297,6 +307,11 @@ class Tenant:
             raise NotReady("the database is unreachable") from None
         try:
             async with conn:
+                if await setup.ensure_publication(conn, self.publication_name):
+                    # dropped behind our back (its shapes go with the table check)
+                    log.warning("database %s: publication %s was missing: created it again",
+                                self.id, self.publication_name)
+                    self._save_state({**self._load_state(), "created_publication": True})
                 await setup.prepare_table(conn, self.publication_name, table.schema,
                                           table.name, self.ddl_lock_timeout_ms)
         except setup.TableBusy:
@@ -314,6 +329,37 @@ class Tenant:
     async def _snapshot(self, shape: Shape) -> None:
         if not await run_snapshot(self.conninfo, shape):
             self.sink.remove(shape, "snapshot failed")
+
+    def _remove_all(self, reason: str) -> None:
+        for shape in self.registry.all():
+            self._remove(shape, reason)
+        self._tables.clear()
+
+    async def _watch_tables(self) -> None:
+        """Every TABLE_CHECK_INTERVAL: drop the shapes of tables that were dropped (a new
+        table of the same name then gets new shapes with its own rows) or that left the
+        publication; pgoutput says nothing of either."""
+        while not self.closed:
+            await asyncio.sleep(TABLE_CHECK_INTERVAL_S)
+            oids = sorted({s.definition.table_oid for s in self.registry.all()})
+            if not oids or not self._prepared.is_set() or self.closed:
+                continue
+            try:
+                async with self._catalog_lock:
+                    gone = await setup.unpublished_tables(
+                        await self._catalog_conn(), self.publication_name, oids)
+            except (psycopg.Error, OSError, NotReady) as exc:
+                log.debug("database %s: table check skipped: %s", self.id, exc)
+                continue
+            for oid in gone:
+                shapes = self.registry.for_tables({oid})
+                if shapes:
+                    log.warning("database %s: table %s.%s was dropped or left the publication: "
+                                "dropping its %d shape(s)", self.id, shapes[0].table.schema,
+                                shapes[0].table.name, len(shapes))
+                for shape in shapes:
+                    self._remove(shape, "the table was dropped or left the publication")
+                self._tables = {k: v for k, v in self._tables.items() if v.oid != oid}
 
     def delete_shape(self, shape: Shape, reason: str) -> None:
         """Remove a shape (its clients get 409 and refetch)."""
