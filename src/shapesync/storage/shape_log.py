@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from shapesync.offsets import FIRST, LogOffset, offset_key, tx_of_key
+from shapesync.storage.files import fsync_directory
 from shapesync.storage.open_files import READERS
 
 _RECORD = struct.Struct("<QQQII")
@@ -58,6 +59,8 @@ class ShapeLog:
         if not idx_path.exists():
             data_path.write_bytes(b"")
             idx_path.write_bytes(b"")
+            fsync_directory(self.directory)  # the new shape's files survive a crash
+            fsync_directory(self.directory.parent)
             return
         raw_idx = idx_path.read_bytes()
         data = data_path.read_bytes() if data_path.exists() else b""

@@ -23,6 +23,7 @@ from pathlib import Path
 import orjson
 
 from shapesync.offsets import BEFORE_ALL, LogOffset
+from shapesync.storage.files import write_atomically
 from shapesync.storage.shape_log import FileSlice, ShapeLog
 
 META_FILE = "shape.json"
@@ -35,13 +36,8 @@ class ShapeStorage(ShapeLog):
 
     # -- metadata --------------------------------------------------------------------
     def write_meta(self, meta: dict) -> None:
-        """Atomically replace shape.json (write, fsync, rename). Blocking I/O."""
-        tmp = self.directory / (META_FILE + ".tmp")
-        with open(tmp, "wb") as f:
-            f.write(orjson.dumps(meta))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.directory / META_FILE)
+        """Atomically and durably replace shape.json. Blocking I/O."""
+        write_atomically(self.directory / META_FILE, orjson.dumps(meta))
 
     @staticmethod
     def read_meta(directory: Path) -> dict:

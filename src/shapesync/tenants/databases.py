@@ -12,7 +12,6 @@ import asyncio
 import hashlib
 import logging
 import math
-import os
 import re
 import socket
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from shapesync.pg.session import redact, session_conninfo
+from shapesync.storage.files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -207,21 +207,9 @@ class DatabaseStore:
     def save(self, databases: list[StoredDatabase]) -> None:
         """Atomically, durably, readable by the owner only (the URLs hold passwords)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
         data = orjson.dumps([{"id": d.id, "url": d.url, "use_ipv6": d.use_ipv6}
                              for d in databases])
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp.replace(self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(self.path, data, mode=0o600)
 
 
 async def with_ipv6(conninfo: str) -> str:

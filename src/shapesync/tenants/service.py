@@ -10,6 +10,7 @@ import uuid
 from shapesync.config import Settings
 from shapesync.pg.session import redact
 from shapesync.shapes.snapshot import SnapshotSlots
+from shapesync.storage.files import write_atomically
 from shapesync.tenants.databases import (
     CHECK_TIMEOUT_S,
     NO_IPV6,
@@ -37,7 +38,7 @@ def default_database_id(settings: Settings) -> str:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         new_id = str(uuid.uuid4())
-        path.write_text(new_id)
+        write_atomically(path, new_id.encode())
         return new_id
 
 

@@ -26,6 +26,7 @@ from shapesync.shapes.registry import ShapeRegistry
 from shapesync.shapes.shape import Shape
 from shapesync.shapes.sink import ShapeSink
 from shapesync.shapes.snapshot import SnapshotSlots, run_snapshot
+from shapesync.storage.files import write_atomically
 from shapesync.tables import TableInfo
 from shapesync.tenants.databases import replication_names
 from shapesync.where import CompiledWhere
@@ -173,9 +174,7 @@ class Tenant:
 
     def _save_state(self, state: dict) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_bytes(orjson.dumps(state))
-        tmp.replace(self.state_path)
+        write_atomically(self.state_path, orjson.dumps(state))
 
     def ensure_open(self) -> None:
         """Raise NotReady once stopped: callers check after every await, since the
