@@ -33,6 +33,7 @@ import psycopg
 from psycopg.abc import Buffer
 
 _FLUSH_BYTES = 1 << 20
+CONNECT_TIMEOUT_S = 10
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ def _copy_to_file(
     job: _Job,
     on_snapshot: Callable[[str, str], None],
 ) -> int:
-    with psycopg.connect(conninfo) as conn:
+    with psycopg.connect(conninfo, connect_timeout=CONNECT_TIMEOUT_S) as conn:
         job.attach(conn)
         conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         conn.read_only = True

@@ -19,18 +19,24 @@ from shapesync.shapes.registry import ShapeRegistry
 from shapesync.shapes.shape import Shape
 
 log = logging.getLogger(__name__)
+VISIBILITY_WAIT_S = 30.0  # longest replication waits for a new shape's snapshot to begin
 
 
 class ShapeSink:
     def __init__(self, registry: ShapeRegistry,
-                 on_relation: Callable[[Relation], None] = lambda relation: None) -> None:
+                 on_relation: Callable[[Relation], None] = lambda relation: None,
+                 on_stalled: Callable[[Shape, str], None] | None = None) -> None:
         self.registry = registry
         self.on_relation = on_relation
+        # how to drop a shape whose snapshot never reported its visibility
+        self.on_stalled = on_stalled or self.remove
         self._dirty: set[Shape] = set()
 
     async def apply(self, txn: Transaction) -> None:
         for shape in self.registry.for_tables(txn.relations_touched):
-            if shape.gone_reason or not await shape.wait_visibility():
+            if shape.gone_reason:
+                continue
+            if shape.visibility is None and not await self._visibility(shape):
                 continue
             assert shape.visibility is not None
             items = shape.consumer.items(txn, shape.visibility, shape.storage.last_tx)
@@ -39,6 +45,18 @@ class ShapeSink:
             elif items:
                 shape.storage.append_transaction(txn.commit_lsn, items)
                 self._dirty.add(shape)
+
+    async def _visibility(self, shape: Shape) -> bool:
+        """Wait (bounded) for a new shape's snapshot to say what it contains: until then
+        its transactions cannot be sorted out. A snapshot stuck before that fails this shape
+        only; replication goes on."""
+        try:
+            return await asyncio.wait_for(shape.wait_visibility(), VISIBILITY_WAIT_S)
+        except TimeoutError:
+            log.error("shape %s: its snapshot did not start within %.0f s: removing it",
+                      shape.id, VISIBILITY_WAIT_S)
+            self.on_stalled(shape, "its snapshot did not start in time")
+            return False
 
     def relation(self, relation: Relation) -> None:
         """A table's schema may have changed: its shapes made for the old one go."""

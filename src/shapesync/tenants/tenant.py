@@ -61,7 +61,8 @@ class Tenant:
         self.state_path = settings.storage_dir / "state" / f"{database_id}.json"
         self.registry = ShapeRegistry(settings.storage_dir / "shapes" / database_id,
                                       settings.chunk_bytes_threshold)
-        self.sink = ShapeSink(self.registry, on_relation=self._forget_table)
+        self.sink = ShapeSink(self.registry, on_relation=self._forget_table,
+                              on_stalled=self._remove)
         self.max_shapes = settings.max_shapes
         self.ddl_lock_timeout_ms = settings.ddl_lock_timeout_ms
         self.snapshot_slots = snapshot_slots or SnapshotSlots(settings.max_concurrent_snapshots)
