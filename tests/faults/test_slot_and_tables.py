@@ -101,3 +101,32 @@ def test_an_invalidated_slot_is_created_again_and_its_shapes_dropped(tmp_path):
         server.stop()
     finally:
         cluster.stop("immediate")
+
+
+def test_a_second_server_on_the_same_slot_waits_and_takes_over(server, database, db, tmp_path):
+    db.execute("CREATE TABLE h (id int PRIMARY KEY, v text)")
+    db.execute("INSERT INTO h VALUES (1, 'a')")
+    assert ShapeFollower(server.url, "h").sync()
+    second = ServerProcess(database, tmp_path / "second").start(wait=False)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                health = httpx.get(f"{second.url}/v1/health", params={"database_id": "test_db"},
+                                   timeout=2)
+                if health.status_code == 503 and health.json()["status"] == "waiting":
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the second server never reported waiting"
+            time.sleep(0.2)
+        assert httpx.get(f"{server.url}/v1/health").status_code == 200
+        server.kill()
+        second.wait_healthy(timeout=30)
+        follower = ShapeFollower(second.url, "h")
+        assert follower.sync() == table_rows(db, "h")
+        db.execute("INSERT INTO h VALUES (2, 'b')")
+        expected = table_rows(db, "h")
+        assert follower.wait_for(lambda rows: rows == expected) == expected
+    finally:
+        second.stop()

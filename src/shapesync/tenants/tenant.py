@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import logging
 import shutil
 
@@ -45,6 +46,10 @@ class NotReady(RuntimeError):
     Postgres' own messages), which go to the log instead."""
 
 
+class SlotTaken(RuntimeError):
+    """Another server holds this database's replication slot (its advisory lock)."""
+
+
 class Busy(RuntimeError):
     """Try again shortly (503 + Retry-After): the table is locked by another session, or
     too many shapes are being created at once. The message is shown to clients."""
@@ -74,6 +79,7 @@ class Tenant:
             on_streaming=self._on_streaming, before_start=self._prepare,
         )
         self._catalog: psycopg.AsyncConnection | None = None
+        self._lock_conn: psycopg.AsyncConnection | None = None  # holds the slot's lock
         self._catalog_lock = asyncio.Lock()
         self._table_locks: dict[tuple[str, str], asyncio.Lock] = {}  # shape creation per table
         # a table whose preparation timed out: no new attempt (and lock request) before then
@@ -109,8 +115,9 @@ class Tenant:
         if self.sink.has_unflushed:
             await self.sink.flush()
         self.registry.close()
-        if self._catalog is not None:
-            await self._catalog.close()
+        for conn in (self._catalog, self._lock_conn):
+            if conn is not None:
+                await conn.close()
 
     async def remove(self) -> list[str]:
         """Stop for good and delete everything this database left: its live waiters are
@@ -137,11 +144,40 @@ class Tenant:
         return problems
 
     def _on_streaming(self, up: bool) -> None:
-        if self.status != "stopping":
-            self.status = "active" if up else "starting"
+        if self.status == "stopping":
+            return
+        if up:
+            self.status = "active"
+        elif self.status != "waiting":  # (waiting: for another server's slot lock)
+            self.status = "starting"
+
+    async def _hold_slot_lock(self) -> None:
+        """One server per slot: hold a session advisory lock named after the slot on a
+        connection of its own. Postgres releases it when that server stops or dies, so a
+        second server waits (health: ``waiting``) and takes over within seconds."""
+        if self._lock_conn is not None and not self._lock_conn.closed \
+                and not self._lock_conn.broken:
+            return
+        self._lock_conn = None
+        conn = await psycopg.AsyncConnection.connect(
+            self.conninfo, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+        key = int.from_bytes(hashlib.sha256(self.slot_name.encode()).digest()[:8], "big",
+                             signed=True)
+        cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+        row = await cur.fetchone()
+        if row is None or not row[0]:
+            await conn.close()
+            self.status = "waiting"
+            raise SlotTaken(f"another server is using replication slot {self.slot_name}; "
+                            "waiting for it to stop")
+        self._lock_conn = conn
+        if self.status == "waiting":
+            log.info("database %s: replication slot %s is ours now", self.id, self.slot_name)
+            self.status = "starting"
 
     async def _prepare(self) -> None:
-        """Before each (re)connection: publication, slot, database identity."""
+        """Before each (re)connection: the slot's lock, publication, slot, identity."""
+        await self._hold_slot_lock()
         async with self._catalog_lock:
             conn = await self._catalog_conn()
             state = self._load_state()
