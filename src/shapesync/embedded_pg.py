@@ -287,6 +287,9 @@ class EmbeddedPostgres:
                         "on this data directory", self.data_dir, pid)
             (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
         # A dead pid: Postgres itself ignores the stale file.
+        if running is False:  # its socket lock in our own socket directory is stale too
+            for stale in self.socket_dir.glob(".s.PGSQL.*"):
+                stale.unlink(missing_ok=True)
 
     def _start_watchdog(self) -> None:
         self._stop_watchdog()
