@@ -197,7 +197,8 @@ def test_orphan_left_by_a_killed_watchdog_is_stopped_by_the_next_serve(storage: 
 
 def test_stale_postmaster_pid_does_not_block_a_start(storage: Path) -> None:
     """postmaster.pid of a killed postmaster (Postgres ignores it, or we remove it when the
-    pid is an unreaped zombie), and one naming a live unrelated process (we remove it)."""
+    pid is an unreaped zombie), one naming a dead pid (Postgres ignores it) and one naming a
+    live unrelated process (we remove it)."""
     data_dir = storage / "postgres"
     storage.mkdir()
     cluster = EmbeddedPostgres(data_dir, fast=True)
@@ -211,6 +212,16 @@ def test_stale_postmaster_pid_does_not_block_a_start(storage: Path) -> None:
         assert (data_dir / "postmaster.pid").exists()
         cluster.start()
         assert _postmaster_pid_file(data_dir) not in (None, postmaster)
+        cluster.stop()
+
+        reaped = subprocess.Popen(["true"])
+        reaped.wait()  # a pid no process has: Postgres itself ignores the lock file
+        lock = (data_dir / "postmaster.pid")
+        lock.write_text(f"{reaped.pid}\n{data_dir}\n")
+        if cluster.user:
+            shutil.chown(lock, cluster.user, cluster.user)
+        cluster.start()
+        assert _postmaster_pid_file(data_dir) not in (None, reaped.pid)
         cluster.stop()
 
         sleeper = subprocess.Popen(["sleep", "60"])
