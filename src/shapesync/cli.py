@@ -82,11 +82,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
 async def serve(settings: Settings) -> None:
     embedded = None
     if not settings.database_url:
-        from shapesync.embedded_pg import EmbeddedPostgres
+        from shapesync.embedded_pg import EmbeddedPostgres, EmbeddedPostgresError
 
         settings.storage_dir.mkdir(parents=True, exist_ok=True)
-        embedded = EmbeddedPostgres(settings.storage_dir.resolve() / "postgres")
-        await asyncio.to_thread(embedded.start)
+        try:  # a cluster left running by a killed shapesync is stopped first (embedded_pg)
+            embedded = EmbeddedPostgres(settings.storage_dir.resolve() / "postgres")
+            await asyncio.to_thread(embedded.start)
+        except EmbeddedPostgresError as exc:
+            print(f"shapesync: embedded Postgres: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(1) from None
         settings.database_url = embedded.url
         print(f"Embedded Postgres is running; connect with: psql {embedded.url}", flush=True)
     service = Service(settings)

@@ -5,6 +5,22 @@ initdb/pg_ctl ourselves (the wheels' Python layers cannot pass server settings a
 root, open up ancestor directories). Postgres refuses to run as root, so as root the
 server runs as an unprivileged system user; binaries and data are then placed where that
 user can reach them.
+
+The cluster does not outlive its owner. ``pg_ctl`` daemonizes the postmaster (its own
+session, parent init), so neither signals to our process group nor PR_SET_PDEATHSIG reach
+it. Instead ``start()`` spawns a watchdog: a small Python process (own session, so Ctrl-C
+and a kill of our process group leave it alive) whose stdin is a pipe only we hold. When
+we exit in any way, kill -9 and the OOM killer included, the kernel closes our end; the
+watchdog reads EOF and, if a postmaster is still running on the data directory, stops it
+(fast shutdown, immediate after a few seconds). A clean ``stop()`` stops the cluster first
+and then closes the pipe, so the watchdog finds nothing to do and exits.
+
+If the watchdog died too, ``start()`` finds the orphan (postmaster.pid names a live
+``postgres`` process whose working directory is our data directory), logs one line and
+stops it the same way before starting. A postmaster.pid whose process is dead is left to
+Postgres, which ignores it; one whose pid now belongs to an unrelated process (pids repeat
+after a container restart) or to an unreaped zombie is removed, since Postgres would refuse
+to start.
 """
 
 from __future__ import annotations
@@ -15,9 +31,12 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +76,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _run_as(user: str | None) -> dict:
@@ -105,6 +134,67 @@ def _bindir_for(user: str | None, bindir: Path) -> Path:
     return target_bin
 
 
+def _postmaster_pid_file(data_dir: Path) -> int | None:
+    """The pid recorded in ``data_dir``/postmaster.pid, if the file is there and readable."""
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def _is_postmaster(pid: int, data_dir: Path) -> bool | None:
+    """Whether ``pid`` is a live postgres process working in ``data_dir`` (the postmaster
+    chdirs there); None when we may not look (another user's process, no /proc)."""
+    try:
+        exe = os.path.basename(os.readlink(f"/proc/{pid}/exe"))
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except (FileNotFoundError, ProcessLookupError):  # gone, or a zombie
+        return False
+    except OSError:
+        return None
+    try:
+        return exe.startswith("postgres") and os.path.samefile(cwd, data_dir)
+    except OSError:
+        return False
+
+
+def _stop_postmaster(pid: int, data_dir: Path, timeout: float = 5.0) -> bool:
+    """Fast shutdown (SIGINT), then immediate (SIGQUIT) if it is still running after
+    ``timeout`` seconds. True once the postmaster is gone."""
+    for sig in (signal.SIGINT, signal.SIGQUIT):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not _is_postmaster(pid, data_dir):
+                return True
+            time.sleep(0.05)
+    return False
+
+
+def _watchdog_main() -> None:
+    """The watchdog process (see the module docstring): argv is [-c, data_dir]."""
+    data_dir = Path(sys.argv[1])
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_IGN)
+    while sys.stdin.buffer.read(4096):  # EOF: our owner closed the pipe or died
+        pass
+    pid = _postmaster_pid_file(data_dir)
+    if pid is None or not _is_postmaster(pid, data_dir):
+        return
+    try:
+        print(f"shapesync is gone: stopping its embedded Postgres (pid {pid}) on {data_dir}",
+              file=sys.stderr, flush=True)
+    except OSError:
+        pass
+    _stop_postmaster(pid, data_dir)
+
+
+_WATCHDOG = "import sys; sys.path.insert(0, {path!r}); from shapesync.embedded_pg import _watchdog_main; _watchdog_main()"
+
+
 @dataclass
 class EmbeddedPostgres:
     """One cluster: ``start()`` creates it if needed, ``stop()`` shuts it down."""
@@ -132,6 +222,7 @@ class EmbeddedPostgres:
                     self.data_dir, self.user, fallback,
                 )
                 self.data_dir = fallback
+        self._watchdog: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -168,18 +259,63 @@ class EmbeddedPostgres:
         if self.user:
             logfile.touch()
             shutil.chown(logfile, self.user, self.user)
+        self._clear_leftover()
+        self._start_watchdog()
         # -l is required: without a log file the postmaster inherits our pipes.
         result = self._pg("pg_ctl", "-D", str(self.data_dir), "-l", str(logfile), "-w", "-t", "60",
                           "-o", options, "start", check=False, stdin=subprocess.DEVNULL)
         if result.returncode:
+            self._stop_watchdog()
             tail = logfile.read_text(errors="replace")[-2000:] if logfile.exists() else ""
             raise EmbeddedPostgresError(f"Postgres did not start: {result.stderr.decode()} {tail}")
         log.info("embedded Postgres running: %s (data in %s)", self.url, self.data_dir)
+
+    def _clear_leftover(self) -> None:
+        """Stop a postmaster still running on our data directory (its shapesync was killed
+        and so was the watchdog); drop a postmaster.pid naming an unrelated live process."""
+        pid = _postmaster_pid_file(self.data_dir)
+        if pid is None:
+            return
+        running = _is_postmaster(pid, self.data_dir)
+        if running:
+            log.warning("a Postgres (pid %d) left running on %s by an earlier shapesync: stopping it "
+                        "and starting again", pid, self.data_dir)
+            if not _stop_postmaster(pid, self.data_dir):
+                raise EmbeddedPostgresError(f"Postgres (pid {pid}) on {self.data_dir} did not stop")
+        elif running is False and pid != os.getpid() and _alive(pid):
+            log.warning("removing a stale %s/postmaster.pid: its pid %d is not a running Postgres "
+                        "on this data directory", self.data_dir, pid)
+            (self.data_dir / "postmaster.pid").unlink(missing_ok=True)
+        # A dead pid: Postgres itself ignores the stale file.
+        if running is False:  # its socket lock in our own socket directory is stale too
+            for stale in self.socket_dir.glob(".s.PGSQL.*"):
+                stale.unlink(missing_ok=True)
+
+    def _start_watchdog(self) -> None:
+        self._stop_watchdog()
+        package_root = str(Path(__file__).resolve().parents[1])
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-I", "-c", _WATCHDOG.format(path=package_root), str(self.data_dir)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, cwd="/", start_new_session=True,
+        )
+
+    def _stop_watchdog(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is None:
+            return
+        assert watchdog.stdin is not None
+        watchdog.stdin.close()  # EOF: it stops a postmaster still running, else just exits
+        try:
+            watchdog.wait(15)
+        except subprocess.TimeoutExpired:
+            watchdog.kill()
+            watchdog.wait()
 
     def stop(self, mode: str = "fast") -> None:
         result = self._pg("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "20", "stop", check=False)
         if result.returncode and mode != "immediate":
             self._pg("pg_ctl", "-D", str(self.data_dir), "-m", "immediate", "-w", "stop", check=False)
+        self._stop_watchdog()
 
     def restart(self) -> None:
         self.stop()
