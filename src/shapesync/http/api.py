@@ -191,6 +191,8 @@ class ShapeApi:
         if isinstance(resolved, Response):
             return resolved
         shape = resolved
+        if shape.storage_failing:  # serving the older, durable part would claim up-to-date
+            return _unavailable("the shape's storage is failing: try again shortly")
         if not offset.is_before_all and not shape.storage.contains(offset):
             return self._must_refetch(shape, request, f"offset {offset} is not in the shape's log")
         if offset.is_before_all:

@@ -42,6 +42,7 @@ class Shape:
         self.snapshot_complete = False
         self.snapshot_error: str | None = None
         self.gone_reason: str | None = None
+        self.storage_failing = False  # its newest items could not be written yet
         self._visibility_known = asyncio.Event()
         self._snapshot_done = asyncio.Event()
         self._changed = asyncio.Event()

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 VISIBILITY_WAIT_S = 30.0  # longest replication waits for a new shape's snapshot to begin
 
 
+class StorageFailure(OSError):
+    """A flush could not make every shape log durable: no position may be confirmed."""
+
+
 class ShapeSink:
     def __init__(self, registry: ShapeRegistry,
                  on_relation: Callable[[Relation], None] = lambda relation: None,
@@ -31,6 +35,7 @@ class ShapeSink:
         # how to drop a shape whose snapshot never reported its visibility
         self.on_stalled = on_stalled or self.remove
         self._dirty: set[Shape] = set()
+        self.failing = False  # the last flush could not write some shape's log
 
     async def apply(self, txn: Transaction) -> None:
         for shape in self.registry.for_tables(txn.relations_touched):
@@ -92,10 +97,24 @@ class ShapeSink:
 
         synced, failed = await asyncio.to_thread(sync_all)
         for shape in synced:
+            shape.storage_failing = False
             shape.storage.publish()
             shape.notify()
-        for shape, exc in failed:
-            # Its log on disk is behind what it holds in memory: the shape cannot go on.
-            # Dropping it (clients refetch) loses nothing, and the others stay durable.
-            log.error("shape %s: writing its log failed (%s): removing it", shape.id, exc)
-            self.remove(shape, "the shape's log could not be written")
+        for shape, exc in [(s, e) for s, e in failed if isinstance(e, FileNotFoundError)]:
+            # Its directory is gone: it can never be written again. Dropping it (clients
+            # refetch) loses nothing, and the others go on.
+            log.error("shape %s: its files are gone (%s): removing it", shape.id, exc)
+            self.remove(shape, "the shape's files were removed")
+            failed.remove((shape, exc))
+        if failed:
+            # Nothing of theirs is published or may be acknowledged: they stay pending and
+            # the next flush retries from their last durable entry (a disk that filled up
+            # and was freed again loses nothing). Their requests get 503 meanwhile.
+            for shape, _ in failed:
+                shape.storage_failing = True
+                self._dirty.add(shape)
+            self.failing = True
+            raise StorageFailure(
+                f"{len(failed)} shape log(s) could not be written, e.g. shape {failed[0][0].id}: "
+                f"{failed[0][1]}")
+        self.failing = False

@@ -47,7 +47,9 @@ class ShapeLog:
         self._chunk_bytes = 0
         self._pending_data = bytearray()
         self._pending_idx = bytearray()
-        self._unsynced: list[tuple[bytes, bytes]] = []  # handed over by write_pending()
+        # handed over by write_pending(): (log bytes, index bytes, entries up to then)
+        self._unsynced: list[tuple[bytes, bytes, int]] = []
+        self._durable = 0  # entries fully written and fsynced
         self.data_path = str(directory / "log.json")
         self._idx_path = str(directory / "log.idx")
         directory.mkdir(parents=True, exist_ok=True)
@@ -85,6 +87,7 @@ class ShapeLog:
         last_key = keys[-1] if keys else -1
         self._boundaries = [b for b in boundaries if b <= last_key]
         self._keys, self._ends, self._visible = keys, ends, keep_records
+        self._durable = keep_records
         if keep_records * _RECORD.size != len(raw_idx) or keep_end != len(data):
             with open(idx_path, "r+b") as f:
                 f.truncate(keep_records * _RECORD.size)
@@ -128,7 +131,8 @@ class ShapeLog:
     def write_pending(self) -> None:
         """Hand the buffered transactions over to ``sync()`` (no I/O: on the event loop)."""
         if self._pending_data:
-            self._unsynced.append((bytes(self._pending_data), bytes(self._pending_idx)))
+            self._unsynced.append(
+                (bytes(self._pending_data), bytes(self._pending_idx), len(self._keys)))
             self._pending_data.clear()
             self._pending_idx.clear()
 
@@ -139,15 +143,22 @@ class ShapeLog:
         deleted log raises OSError instead of touching a reused descriptor number."""
         if self.closed:
             raise OSError(f"shape log {self.directory} is closed")
-        batches, self._unsynced = self._unsynced, []
+        batches = self._unsynced
         if not batches:
             return
-        _append_durably(self.data_path, [data for data, _ in batches])
-        _append_durably(self._idx_path, [idx for _, idx in batches])
+        # A failed attempt (a full disk, an I/O error) may have left part of it in the
+        # files: every attempt starts again from the last durable entry, and the batches
+        # stay handed over until one succeeds, so a retry never duplicates or loses bytes.
+        durable = self._durable
+        data_size = self._ends[durable - 1] if durable else 0
+        _rewrite_tail(self.data_path, data_size, [data for data, _, _ in batches])
+        _rewrite_tail(self._idx_path, durable * _RECORD.size, [idx for _, idx, _ in batches])
+        self._durable = batches[-1][2]
+        self._unsynced = []
 
     def publish(self) -> None:
         """Make every written and synced entry visible to readers."""
-        self._visible = len(self._keys)
+        self._visible = self._durable
 
     # -- reading --------------------------------------------------------------------
     def chunk_end(self, after: LogOffset) -> LogOffset:
@@ -200,10 +211,12 @@ class ShapeLog:
         READERS.forget(self.data_path)
 
 
-def _append_durably(path: str, pieces: list[bytes]) -> None:
-    """Append ``pieces`` to ``path`` (all of each: a short write continues) and fsync."""
+def _rewrite_tail(path: str, keep: int, pieces: list[bytes]) -> None:
+    """Cut ``path`` to its first ``keep`` bytes, append ``pieces`` (all of each: a short
+    write continues) and fsync."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
+        os.ftruncate(fd, keep)
         for piece in pieces:
             view = memoryview(piece)
             while view:

@@ -25,7 +25,7 @@ from shapesync.pg.session import redact, session_conninfo
 from shapesync.shapes.definition import ShapeDefinition, compile_definition_where
 from shapesync.shapes.registry import ShapeRegistry
 from shapesync.shapes.shape import Shape
-from shapesync.shapes.sink import ShapeSink
+from shapesync.shapes.sink import ShapeSink, StorageFailure
 from shapesync.shapes.snapshot import SnapshotSlots, run_snapshot
 from shapesync.storage.files import write_atomically
 from shapesync.tables import TableInfo
@@ -91,6 +91,18 @@ class Tenant:
         self._task: asyncio.Task | None = None
         self._watcher: asyncio.Task | None = None
 
+    @property
+    def status(self) -> str:
+        """``starting``, ``waiting`` (another server holds the slot), ``active``,
+        ``storage_failing`` (active, but shape logs cannot be written) or ``stopping``."""
+        if self._status == "active" and self.sink.failing:
+            return "storage_failing"
+        return self._status
+
+    @status.setter
+    def status(self, value: str) -> None:
+        self._status = value
+
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         self.registry.restore()
@@ -113,7 +125,10 @@ class Tenant:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.sink.has_unflushed:
-            await self.sink.flush()
+            try:
+                await self.sink.flush()
+            except StorageFailure as exc:  # not confirmed: Postgres replays it next time
+                log.error("database %s: %s", self.id, exc)
         self.registry.close()
         for conn in (self._catalog, self._lock_conn):
             if conn is not None:
