@@ -162,11 +162,13 @@ class ReplicationClient:
         return False
 
     async def _confirm(self, pgconn: PGconn, collector: Collector) -> None:
-        """Flush the sink if the policy says so, then report the durable position."""
+        """Flush the sink if the policy says so, then report the durable position. A
+        status goes out even with nothing confirmed yet (0/0, which Postgres ignores as a
+        position): it is also the reply that keeps the walsender from timing us out, e.g.
+        while the first transaction received is a long one."""
         if self.policy.needs_flush:
             await self.sink.flush()
         lsn = self.policy.flushed(collector.in_transaction, time.monotonic())
-        if lsn:
-            pgconn.put_copy_data(standby_status(lsn))
-            pgconn.flush()
-            log.debug("acknowledged %s", int_to_lsn(lsn))
+        pgconn.put_copy_data(standby_status(lsn))
+        pgconn.flush()
+        log.debug("acknowledged %s", int_to_lsn(lsn))
