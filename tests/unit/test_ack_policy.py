@@ -1,8 +1,8 @@
 """AckPolicy: when replication flushes a batch, and which LSN it confirms to Postgres.
 
 The policy is driven as ``pg/replication.py`` drives it: ``transaction()`` after each
-applied transaction, ``keepalive()`` for each keepalive, ``drained()`` when the socket has
-nothing more, and ``flushed()`` (after the sink flushed if ``needs_flush``) to get the
+applied transaction, ``keepalive()`` for each keepalive, ``busy()`` after each message
+handled, ``drained()`` when the socket has nothing more, and ``flushed()`` (after the sink flushed if ``needs_flush``) to get the
 position to report.
 """
 
@@ -155,6 +155,38 @@ def test_a_flush_restarts_the_status_interval():
     policy.flushed(in_transaction=False, now=9.0)
     assert not policy.drained(12.0)
     assert policy.drained(19.5)
+
+
+def test_status_is_sent_every_status_interval_while_never_drained():
+    """A stream that always has more buffered (a backlog, a long transaction) never
+    reaches ``drained``: ``busy`` still asks for a status every status_interval."""
+    policy = _policy(status_interval=10.0)
+    policy.keepalive(100, reply_requested=False)
+    assert not policy.busy(5.0)
+    assert not policy.busy(10.0)  # exactly the interval: not yet
+    assert policy.busy(10.5)
+    assert policy.flushed(in_transaction=True, now=10.5) == 0  # inside a transaction
+    assert not policy.busy(20.0)
+    assert policy.busy(20.6)
+    assert policy.flushed(in_transaction=False, now=20.6) == 100
+
+
+def test_busy_flushes_a_batch_older_than_max_seconds():
+    """Transactions applied before a long one must not wait for its end to be flushed."""
+    policy = _policy(max_seconds=0.05, status_interval=10.0)
+    assert not policy.transaction(100, now=0.0)
+    assert not policy.busy(0.05)  # exactly max_seconds: not yet
+    assert policy.busy(0.06)
+    assert policy.needs_flush
+    assert policy.flushed(in_transaction=True, now=0.06) == 100
+    assert not policy.busy(0.2)  # nothing unflushed, status just sent
+
+
+def test_busy_does_not_ask_for_a_status_without_reason():
+    policy = _policy(max_seconds=0.05, status_interval=10.0)
+    policy.transaction(100, now=0.0)
+    policy.flushed(in_transaction=False, now=0.0)
+    assert not policy.busy(5.0)
 
 
 # -- reconnecting -----------------------------------------------------------------------

@@ -8,7 +8,8 @@ skip transactions they already hold, so replay never duplicates a log entry.
 Batching: transactions are applied as they arrive and flushed as a group when the socket
 has nothing more to read, or after ``max_transactions`` / ``max_seconds``, so one fsync
 per shape covers many small transactions. With nothing to flush, a status is still sent
-every ``status_interval`` seconds and whenever the server asks for one.
+every ``status_interval`` seconds and whenever the server asks for one, also while the
+stream never drains (``busy``: checked after every message).
 """
 
 from __future__ import annotations
@@ -53,6 +54,14 @@ class AckPolicy:
         """A keepalive from the server; True when a status must be sent now."""
         self._wal_end_seen = max(self._wal_end_seen, wal_end)
         return reply_requested
+
+    def busy(self, now: float) -> bool:
+        """A message was handled and more may be buffered (``drained`` is not consulted
+        while the stream keeps us busy); True when a flush or status is due anyway: the
+        applied batch is older than ``max_seconds`` (e.g. a long transaction is arriving
+        after it), or no status went out for ``status_interval``."""
+        return ((self._unflushed > 0 and now - self._batch_started > self.max_seconds)
+                or now - self._last_status > self.status_interval)
 
     def drained(self, now: float) -> bool:
         """Nothing more to read; True when we should flush (or just report) before waiting."""

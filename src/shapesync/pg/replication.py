@@ -121,21 +121,16 @@ class ReplicationClient:
         policy.start(time.monotonic())
         try:
             while not self._stopping:
-                pgconn.consume_input()
+                # Only read the socket when no complete message is buffered: consume_input
+                # also compacts libpq's input buffer, so calling it before every message
+                # costs time proportional to the backlog (quadratic when behind).
                 nbytes, buf = pgconn.get_copy_data(1)
+                if nbytes == 0:
+                    pgconn.consume_input()
+                    nbytes, buf = pgconn.get_copy_data(1)
                 if nbytes > 0:
-                    frame = parse_copy_data(buf)
-                    if isinstance(frame, Keepalive):
-                        if policy.keepalive(frame.wal_end, frame.reply_requested):
-                            await self._confirm(pgconn, collector)
-                        continue
-                    event = collector.feed(decode(frame.payload))
-                    if isinstance(event, Transaction):
-                        await self.sink.apply(event)
-                        if policy.transaction(event.end_lsn, time.monotonic()):
-                            await self._confirm(pgconn, collector)
-                    elif isinstance(event, Relation):
-                        self.sink.relation(event)
+                    if await self._handle(buf, collector) or policy.busy(time.monotonic()):
+                        await self._confirm(pgconn, collector)
                     continue
                 if nbytes == -1:
                     raise ConnectionError("replication stream ended by the server")
@@ -152,12 +147,28 @@ class ReplicationClient:
         finally:
             loop.remove_reader(fd)
 
+    async def _handle(self, buf: bytes | memoryview, collector: Collector) -> bool:
+        """One CopyData message from the stream; True when a status must be sent now."""
+        policy = self.policy
+        frame = parse_copy_data(buf)
+        if isinstance(frame, Keepalive):
+            return policy.keepalive(frame.wal_end, frame.reply_requested)
+        event = collector.feed(decode(frame.payload))
+        if isinstance(event, Transaction):
+            await self.sink.apply(event)
+            return policy.transaction(event.end_lsn, time.monotonic())
+        if isinstance(event, Relation):
+            self.sink.relation(event)
+        return False
+
     async def _confirm(self, pgconn: PGconn, collector: Collector) -> None:
-        """Flush the sink if the policy says so, then report the durable position."""
+        """Flush the sink if the policy says so, then report the durable position. A
+        status goes out even with nothing confirmed yet (0/0, which Postgres ignores as a
+        position): it is also the reply that keeps the walsender from timing us out, e.g.
+        while the first transaction received is a long one."""
         if self.policy.needs_flush:
             await self.sink.flush()
         lsn = self.policy.flushed(collector.in_transaction, time.monotonic())
-        if lsn:
-            pgconn.put_copy_data(standby_status(lsn))
-            pgconn.flush()
-            log.debug("acknowledged %s", int_to_lsn(lsn))
+        pgconn.put_copy_data(standby_status(lsn))
+        pgconn.flush()
+        log.debug("acknowledged %s", int_to_lsn(lsn))
