@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from shapesync.offsets import FIRST, LogOffset, offset_key, tx_of_key
-from shapesync.storage.files import fsync_directory
+from shapesync.storage.files import fsync_directory, write_all
 from shapesync.storage.open_files import READERS
 
 _RECORD = struct.Struct("<QQQII")
@@ -218,9 +218,7 @@ def _rewrite_tail(path: str, keep: int, pieces: list[bytes]) -> None:
     try:
         os.ftruncate(fd, keep)
         for piece in pieces:
-            view = memoryview(piece)
-            while view:
-                view = view[os.write(fd, view):]
+            write_all(fd, piece)
         os.fsync(fd)
     finally:
         os.close(fd)
